@@ -1,0 +1,297 @@
+"""The tables of a collection that carry a fused optimizer, looked up and updated together.
+
+float32 tables on the CPU share one flat weight array (each table's ``weight`` Parameter
+is a view into it, so users read, initialise and copy into it as before) and one flat
+array per state kind; a single numba call pools every feature, and a single call in
+backward updates every touched row of every table. Other tables (float16/bfloat16, or
+on an accelerator) take the torch-native path with the same numerics.
+
+``loss.backward()`` applies the update: no gradient tensor is made for these tables.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from torch import nn
+
+from recembed.kernels import fused_cpu
+from recembed.kernels.fused_torch import KeySlot, TableSlot, torch_backward_update, torch_forward
+from recembed.optim.fused_optimizer import FusedOptimizer
+from recembed.optim.state import TableOptimizerState
+from recembed.sparse import KeyedJaggedTensor
+from recembed.tables.config import EmbeddingBagConfig, PoolingType
+from recembed.tables.ids import ids_to_rows
+
+__all__ = ["FusedTableGroup"]
+
+_POOL_CODE = {PoolingType.SUM: 0, PoolingType.MEAN: 1, PoolingType.MAX: 2}
+BACKENDS = ("auto", "cpu", "torch")
+
+
+class _FlatStore:
+    """The CPU fp32 tables' weights and state as views into shared flat arrays."""
+
+    def __init__(self, tensors_per_kind: list[list[torch.Tensor]]):
+        self.flats: list[torch.Tensor] = []
+        self.offsets: list[np.ndarray] = []
+        self.views: list[list[torch.Tensor]] = []
+        for tensors in tensors_per_kind:
+            sizes = [t.numel() for t in tensors]
+            starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64) if sizes else np.zeros(0, np.int64)
+            flat = torch.empty(int(sum(sizes)), dtype=torch.float32)
+            views = []
+            for t, start, size in zip(tensors, starts, sizes):
+                view = flat[int(start) : int(start) + size].view(t.shape)
+                view.copy_(t.detach())
+                views.append(view)
+            self.flats.append(flat)
+            self.offsets.append(starts)
+            self.views.append(views)
+
+    def still_bound(self, tensors_per_kind: list[list[torch.Tensor]]) -> bool:
+        for views, tensors in zip(self.views, tensors_per_kind):
+            for v, t in zip(views, tensors):
+                if t.data_ptr() != v.data_ptr() or t.shape != v.shape or t.device.type != "cpu":
+                    return False
+        return True
+
+
+class FusedTableGroup(nn.Module):
+    """Tables with ``optimizer`` set; ``forward(kjt) -> (out (B, D_out), feature names)``.
+
+    ``state`` holds one :class:`TableOptimizerState` per table. ``backend`` is ``"auto"``
+    (numba for float32 CPU tables, torch otherwise), ``"cpu"`` or ``"torch"``; the
+    environment variable ``RECEMBED_FUSED_BACKEND`` sets the default.
+    """
+
+    def __init__(self, configs: list[EmbeddingBagConfig], tables: nn.ModuleDict, backend: str | None = None):
+        super().__init__()
+        self.configs = {c.name: c for c in configs}
+        self.table_names = [c.name for c in configs]
+        self.__dict__["_tables"] = tables  # owned by the collection; not registered twice
+        device = tables[self.table_names[0]].weight.device
+        self.state = nn.ModuleDict({c.name: TableOptimizerState(c, device) for c in configs})
+        self.backend = backend or os.environ.get("RECEMBED_FUSED_BACKEND", "auto")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"fused backend must be one of {BACKENDS}, got {self.backend!r}")
+        self.features = [f for c in configs for f in c.feature_names]
+        self._feature_table = {f: i for i, c in enumerate(configs) for f in c.feature_names}
+        self._flat: _FlatStore | None = None
+        self._plans: dict[tuple[str, ...], dict] = {}
+        self._generator: torch.Generator | None = None
+
+    @classmethod
+    def build(cls, configs: list[EmbeddingBagConfig], tables: nn.ModuleDict) -> "FusedTableGroup":
+        return cls(configs, tables)
+
+    def optimizer(self) -> FusedOptimizer:
+        """A torch ``Optimizer`` view of the per-table learning rates, for LR schedulers."""
+        return FusedOptimizer({n: self._tables[n].weight for n in self.table_names}, self.state)
+
+    # ---- layout -------------------------------------------------------------------------
+    def _cpu_indices(self) -> list[int]:
+        if self.backend == "torch":
+            return []
+        out = []
+        for i, name in enumerate(self.table_names):
+            w = self._tables[name].weight
+            if w.device.type == "cpu" and w.dtype == torch.float32:
+                out.append(i)
+            elif self.backend == "cpu":
+                raise ValueError(f"table '{name}': the numba backend needs float32 CPU weights, got {w.dtype} on {w.device}")
+        return out
+
+    def _kinds(self, cpu: list[int]) -> list[list[torch.Tensor]]:
+        names = [self.table_names[i] for i in cpu]
+        weights = [self._tables[n].weight.data for n in names]
+        first = [self.state[n].elem_state()[0] for n in names if len(self.state[n].elem_names) > 0]
+        second = [self.state[n].elem_state()[1] for n in names if len(self.state[n].elem_names) > 1]
+        rowwise = [self.state[n].row_state()[0] for n in names if self.state[n].row_names]
+        return [weights, first, second, rowwise]
+
+    def _bind_flat(self, cpu: list[int]) -> _FlatStore:
+        kinds = self._kinds(cpu)
+        if self._flat is not None and self._flat.still_bound(kinds):
+            return self._flat
+        store = _FlatStore(kinds)
+        names = [self.table_names[i] for i in cpu]
+        for name, view in zip(names, store.views[0]):
+            self._tables[name].weight.data = view
+        it1, it2, itr = iter(store.views[1]), iter(store.views[2]), iter(store.views[3])
+        for name in names:
+            st = self.state[name]
+            for k, buf in enumerate(st.elem_names):
+                setattr(st, buf, next(it1) if k == 0 else next(it2))
+            for buf in st.row_names:
+                setattr(st, "row_" + buf, next(itr))
+        self._flat = store
+        self._plans.clear()
+        return store
+
+    def _table_arrays(self, cpu: list[int], store: _FlatStore) -> dict[str, np.ndarray]:
+        n = len(cpu)
+        arr = {k: np.full(n, -1, np.int64) for k in ("w_off", "dim", "pad", "code", "s1_off", "s2_off", "r_off")}
+        c1 = c2 = cr = 0
+        for j, i in enumerate(cpu):
+            cfg = self.configs[self.table_names[i]]
+            st = self.state[cfg.name]
+            arr["w_off"][j] = store.offsets[0][j]
+            arr["dim"][j] = cfg.embedding_dim
+            arr["pad"][j] = -1 if cfg.padding_idx is None else cfg.padding_idx
+            arr["code"][j] = st.code
+            if len(st.elem_names) > 0:
+                arr["s1_off"][j] = store.offsets[1][c1]
+                c1 += 1
+            if len(st.elem_names) > 1:
+                arr["s2_off"][j] = store.offsets[2][c2]
+                c2 += 1
+            if st.row_names:
+                arr["r_off"][j] = store.offsets[3][cr]
+                cr += 1
+        return arr
+
+    def _plan(self, keys: tuple[str, ...], cpu: list[int], store: _FlatStore | None) -> dict:
+        cache_key = keys + tuple(str(i) for i in cpu)
+        plan = self._plans.get(cache_key)
+        if plan is not None:
+            return plan
+        cols, col = {}, 0
+        for f in self.features:
+            cols[f] = col
+            col += self.configs[self.table_names[self._feature_table[f]]].embedding_dim
+        cpu_pos = {t: j for j, t in enumerate(cpu)}
+        key_table = np.full(len(keys), -1, np.int64)
+        key_col = np.zeros(len(keys), np.int64)
+        key_pool = np.zeros(len(keys), np.int64)
+        torch_keys = []
+        for k, key in enumerate(keys):
+            if key not in self._feature_table:
+                continue
+            t = self._feature_table[key]
+            pool = _POOL_CODE[self.configs[self.table_names[t]].pooling]
+            key_col[k], key_pool[k] = cols[key], pool
+            if t in cpu_pos:
+                key_table[k] = cpu_pos[t]
+            else:
+                torch_keys.append(KeySlot(k, t, cols[key], pool))
+        plan = {"width": col, "key_table": key_table, "key_col": key_col, "key_pool": key_pool,
+                "torch_keys": torch_keys, "has_max": bool((key_pool[key_table >= 0] == 2).any())}
+        if cpu and store is not None:
+            plan["tables"] = self._table_arrays(cpu, store)
+            plan["max_dim"] = int(max(plan["tables"]["dim"]))
+        self._plans[cache_key] = plan
+        return plan
+
+    # ---- forward / backward -------------------------------------------------------------
+    def _rows(self, features: KeyedJaggedTensor) -> torch.Tensor:
+        """Validated (and, where configured, hashed) int64 rows for the whole KJT."""
+        values = features.values()
+        rows = values.to(torch.int64)
+        bounds = features.offsets()[:: max(features.stride(), 1)].tolist() if features.stride() else None
+        copied = rows is not values
+        for k, key in enumerate(features.keys()):
+            t = self._feature_table.get(key)
+            if t is None:
+                continue
+            cfg = self.configs[self.table_names[t]]
+            start, end = (bounds[k], bounds[k + 1]) if bounds else (0, 0)
+            mapped = ids_to_rows(values[start:end], cfg, key)
+            if cfg.hash_size is not None:
+                if not copied:
+                    rows, copied = rows.clone(), True
+                rows[start:end] = mapped
+        return rows
+
+    def forward(self, features: KeyedJaggedTensor) -> tuple[torch.Tensor, list[str]]:
+        batch = features.stride()
+        cpu = self._cpu_indices()
+        store = self._bind_flat(cpu) if cpu else None
+        plan = self._plan(tuple(features.keys()), cpu, store)
+        weights = features.weights_or_none()
+        if weights is not None and weights.requires_grad:
+            raise ValueError("per-sample weights that require grad are not supported by fused tables; use optimizer=None")
+        ctx = _Batch(self, plan, store, cpu, self._rows(features), features.offsets(), weights, batch)
+        out = ctx.forward()
+        if torch.is_grad_enabled():
+            anchor = torch.empty(0, requires_grad=True)
+            out = _FusedLookup.apply(anchor, out, ctx)
+        return out, self.features
+
+    def torch_slots(self) -> list[TableSlot]:
+        slots = []
+        for name in self.table_names:
+            cfg, st = self.configs[name], self.state[name]
+            slots.append(TableSlot(self._tables[name].weight.data, st.elem_state(), st.row_state(), st.code,
+                                   -1 if cfg.padding_idx is None else cfg.padding_idx))
+        return slots
+
+
+class _Batch:
+    """What one forward saw, kept for its backward."""
+
+    def __init__(self, group, plan, store, cpu, rows, offsets, weights, batch):
+        self.group, self.plan, self.store, self.cpu, self.batch = group, plan, store, cpu, batch
+        self.rows, self.offsets = rows.contiguous(), offsets.contiguous()
+        self.weights = None if weights is None else weights.float().contiguous()
+        self.argmax = None
+        self.winners = None
+
+    def forward(self) -> torch.Tensor:
+        p = self.plan
+        out = torch.zeros(self.batch, p["width"], dtype=torch.float32, device=self.rows.device)
+        if self.store is not None and (p["key_table"] >= 0).any():
+            t = p["tables"]
+            self.argmax = np.zeros((self.batch, p["width"]) if p["has_max"] else (0, 0), np.int64)
+            psw = self.weights.numpy() if self.weights is not None else np.zeros(0, np.float32)
+            fused_cpu.pooled_forward(self.store.flats[0].numpy(), t["w_off"], t["dim"], t["pad"], p["key_table"],
+                                     p["key_col"], p["key_pool"], self.rows.numpy(), self.offsets.numpy(), psw,
+                                     self.batch, out.numpy(), self.argmax)
+        if p["torch_keys"]:
+            self.winners = torch_forward(self.group.torch_slots(), p["torch_keys"], self.rows, self.offsets,
+                                         self.weights, self.batch, out)
+        return out
+
+    def backward(self, grad: torch.Tensor) -> None:
+        group, p = self.group, self.plan
+        hypers = [group.state[name].advance() for name in group.table_names]
+        if self.store is not None and (p["key_table"] >= 0).any():
+            self._cpu_backward(grad.float().contiguous(), hypers)
+        if p["torch_keys"]:
+            torch_backward_update(group.torch_slots(), p["torch_keys"], self.rows, self.offsets, self.weights,
+                                  self.batch, grad.float(), self.winners, hypers)
+
+    def _cpu_backward(self, grad: torch.Tensor, hypers: list[list[float]]) -> None:
+        p, t, s = self.plan, self.plan["tables"], self.store
+        rows, offsets = self.rows.numpy(), self.offsets.numpy()
+        psw = self.weights.numpy() if self.weights is not None else np.zeros(0, np.float32)
+        if p["has_max"]:
+            hit = fused_cpu.mark_max_winners(self.argmax, p["key_table"], p["key_col"], p["key_pool"], t["dim"], len(rows))
+        else:
+            hit = np.zeros(0, np.bool_)
+        uniq_table, uniq_row, starts, order, occ_key, occ_bag, occ_scale = fused_cpu.dedup_rows(
+            len(t["dim"]), t["pad"], p["key_table"], p["key_pool"], rows, offsets, psw, self.batch, hit)
+        hyper = np.array([hypers[i] for i in self.cpu], dtype=np.float64)
+        fused_cpu.fused_update(s.flats[0].numpy(), s.flats[1].numpy(), s.flats[2].numpy(), s.flats[3].numpy(),
+                               t["w_off"], t["dim"], t["code"], t["s1_off"], t["s2_off"], t["r_off"], hyper,
+                               uniq_table, uniq_row, starts, order, occ_key, occ_bag, occ_scale, p["key_col"],
+                               p["key_pool"], grad.numpy(), self.argmax, p["max_dim"])
+
+
+class _FusedLookup(torch.autograd.Function):
+    """Passes pooled values through; its backward applies the fused update."""
+
+    @staticmethod
+    def forward(ctx, anchor: torch.Tensor, out: torch.Tensor, batch: _Batch) -> torch.Tensor:
+        ctx.batch = batch
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        if ctx.batch is None:
+            raise RuntimeError("fused tables were already updated by this graph's backward; it cannot run twice")
+        ctx.batch.backward(grad)
+        ctx.batch = None  # free the batch's arrays; a second backward is an error, as in torch
+        return None, None, None

@@ -1,0 +1,50 @@
+"""Checking and mapping raw ids to table rows, with errors that say where the id came from."""
+
+from __future__ import annotations
+
+import torch
+
+from recembed.errors import IdOutOfRangeError, InvalidDtypeError, InvalidIdError
+from recembed.sparse.hashing import hash_ids
+from recembed.tables.config import BaseEmbeddingConfig
+
+__all__ = ["ids_to_rows"]
+
+
+def ids_to_rows(ids: torch.Tensor, config: BaseEmbeddingConfig, feature: str | None = None) -> torch.Tensor:
+    """Validate raw ids of one feature and map them to rows of ``config``'s table.
+
+    With ``config.hash_size`` set, any int64 id is hashed into ``[0, hash_size)``;
+    otherwise ids must already lie in ``[0, num_embeddings)``.
+
+    Args:
+        ids: integer tensor of any shape.
+        config: the table serving the feature.
+        feature: feature name, used in error messages.
+    Returns:
+        int64 row ids of ``ids.shape``.
+    Raises:
+        InvalidDtypeError: float or bool ids.
+        InvalidIdError: a negative id (without hashing).
+        IdOutOfRangeError: an id >= num_embeddings (without hashing).
+    """
+    where = f"feature '{feature}' (table '{config.name}')" if feature else f"table '{config.name}'"
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise InvalidDtypeError(f"{where}: ids must be integers, got dtype {ids.dtype}")
+    if config.hash_size is not None:
+        return hash_ids(ids, config.hash_size, config.hash_seed)
+    if ids.numel() == 0:
+        return ids.to(torch.int64)
+    lo, hi = torch.aminmax(ids)
+    lo_i, hi_i = int(lo), int(hi)
+    if lo_i < 0:
+        raise InvalidIdError(
+            f"{where}: negative id {lo_i}; ids must lie in [0, {config.num_embeddings}) "
+            "(set hash_size to hash arbitrary int64 ids)"
+        )
+    if hi_i >= config.num_embeddings:
+        raise IdOutOfRangeError(
+            f"{where}: id {hi_i} out of range; allowed [0, {config.num_embeddings}) "
+            "(set hash_size to hash arbitrary int64 ids)"
+        )
+    return ids.to(torch.int64)
