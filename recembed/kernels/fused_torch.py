@@ -59,7 +59,7 @@ def torch_forward(tables: list[TableSlot], keys: list[KeySlot], rows, offsets, p
         mode = 0 if mean_weighted else _POOL_MODE[slot.pool]
         pooled, _, bag_size, max_idx = torch.embedding_bag(
             w, ids, local, False, mode, False, None if weights is None else weights.to(w.dtype), True,
-            table.padding_idx,
+            None if table.padding_idx < 0 else table.padding_idx,  # aten reads -1 as the last row
         )
         pooled = pooled.float()
         if mean_weighted:

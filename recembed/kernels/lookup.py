@@ -4,7 +4,8 @@ Every module that reads a table (single tables, collections, compressed and shar
 tables) goes through these two functions, so a faster kernel or a remote table can
 replace them without touching the sparse types or the modules above. This is the
 plain-autograd path, built on ``torch.nn.functional`` so its outputs and gradients are
-PyTorch's own, on any device. The fused path lives in :mod:`recembed.kernels.fused`.
+PyTorch's own, on any device. The fused path lives in :mod:`recembed.kernels.fused_cpu`
+(numba) and :mod:`recembed.kernels.fused_torch`.
 """
 
 from __future__ import annotations

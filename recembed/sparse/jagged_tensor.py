@@ -72,6 +72,27 @@ class JaggedTensor:
         jt._weights = weights
         return jt
 
+    @classmethod
+    def from_embeddings(
+        cls,
+        values: torch.Tensor,
+        lengths: Optional[TensorLike] = None,
+        offsets: Optional[TensorLike] = None,
+        weights: Optional[TensorLike] = None,
+    ) -> "JaggedTensor":
+        """A jagged tensor whose values are vectors, one per id: ``values`` (N, D) of any dtype.
+
+        This is what ``EmbeddingCollection`` returns; rows are the same bags as its input
+        (``lengths``/``offsets`` describe the first dimension of ``values``).
+        """
+        if not isinstance(values, torch.Tensor) or values.dim() < 1:
+            raise JaggedStructureError(f"{_OWNER}: embedding values must be a tensor of at least 1 dimension")
+        n = values.shape[0]
+        _, lengths_t, offsets_t, weights_t = validate_jagged(
+            torch.zeros(n, dtype=torch.int64), lengths, offsets, weights, _OWNER
+        )
+        return cls._trusted(values, lengths_t, offsets_t, weights_t)
+
     # ----------------------------------------------------------------- accessors
     def values(self) -> torch.Tensor:
         """All ids, row after row, shape (N,)."""

@@ -195,7 +195,7 @@ class EmbeddingCollection(nn.Module):
             rows = ids_to_rows(piece.ids, c, piece.name)
             vectors = sequence_lookup(table.weight, rows, c.padding_idx, c.max_norm, c.norm_type,
                                       c.scale_grad_by_freq, c.sparse)
-            out[piece.name] = JaggedTensor(values=vectors, offsets=piece.offsets, weights=piece.weights)
+            out[piece.name] = JaggedTensor.from_embeddings(vectors, offsets=piece.offsets, weights=piece.weights)
         return out
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Callable, Union
 
@@ -87,11 +88,12 @@ def _coerce_enum(enum_cls: type[enum.Enum], value: object, field_name: str, tabl
 
 
 def _check_int(value: object, field_name: str, table: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    # numbers.Integral admits numpy integers (sizes often come from arrays); bool is not a size.
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ConfigError(f"table '{table}': {field_name} must be an int, got {value!r}")
     if value < minimum:
         raise ConfigError(f"table '{table}': {field_name} must be >= {minimum}, got {value}")
-    return value
+    return int(value)
 
 
 def _check_float(value: object, field_name: str, table: str, *, positive: bool = False) -> float:
@@ -192,8 +194,10 @@ class BaseEmbeddingConfig:
             if init not in INIT_NAMES:
                 raise ConfigError(f"table '{t}': init={init!r} is not one of {', '.join(INIT_NAMES)}, a callable or a tensor")
         elif not callable(init):
-            raise ConfigError(f"table '{t}': init must be a name, a callable or a tensor, got {type(init).__name__}")
+            raise ConfigError(f"table '{t}': init must be a name, a callable or a tensor, got {init!r}")
         if self.init_range is not None:
+            if not isinstance(self.init_range, (list, tuple)) or len(self.init_range) != 2:
+                raise ConfigError(f"table '{t}': init_range must be a (min, max) pair, got {self.init_range!r}")
             lo, hi = (_check_float_any(v, "init_range", t) for v in self.init_range)
             if not lo < hi:
                 raise ConfigError(f"table '{t}': init_range min {lo} must be below max {hi}")
@@ -202,8 +206,9 @@ class BaseEmbeddingConfig:
     def _check_lookup_options(self) -> None:
         t = self.name
         if self.padding_idx is not None:
-            if isinstance(self.padding_idx, bool) or not isinstance(self.padding_idx, int):
+            if isinstance(self.padding_idx, bool) or not isinstance(self.padding_idx, numbers.Integral):
                 raise ConfigError(f"table '{t}': padding_idx must be an int or None, got {self.padding_idx!r}")
+            self.padding_idx = int(self.padding_idx)
             if not -self.num_embeddings <= self.padding_idx < self.num_embeddings:
                 raise ConfigError(
                     f"table '{t}': padding_idx={self.padding_idx} outside [-{self.num_embeddings}, {self.num_embeddings})"
@@ -216,6 +221,9 @@ class BaseEmbeddingConfig:
         for flag in ("scale_grad_by_freq", "sparse", "enable_grad"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"table '{t}': {flag} must be True or False, got {getattr(self, flag)!r}")
+        if self.sparse and self.scale_grad_by_freq:
+            # torch's embedding backward cannot scale sparse gradients; fail here, not in backward.
+            raise ConfigError(f"table '{t}': scale_grad_by_freq=True is not supported with sparse=True")
 
     def _check_optimizer(self) -> None:
         t = self.name
@@ -224,14 +232,18 @@ class BaseEmbeddingConfig:
         self.lr = _check_float(self.lr, "lr", t)
         self.weight_decay = _check_float(self.weight_decay, "weight_decay", t)
         self.eps = _check_float(self.eps, "eps", t, positive=True)
-        betas = tuple(self.betas)
-        if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas):
+        betas = tuple(self.betas) if isinstance(self.betas, (list, tuple)) else ()
+        if len(betas) != 2 or not all(
+            isinstance(b, (int, float)) and not isinstance(b, bool) and 0.0 <= b < 1.0 for b in betas
+        ):
             raise ConfigError(f"table '{t}': betas must be two numbers in [0, 1), got {self.betas!r}")
         self.betas = (float(betas[0]), float(betas[1]))
         if self.optimizer is not None and not self.enable_grad:
             raise ConfigError(f"table '{t}': optimizer={self.optimizer.name} needs enable_grad=True (the table is frozen)")
         if self.optimizer is not None and self.sparse:
-            raise ConfigError(f"table '{t}': sparse=True is for plain autograd; a fused optimizer makes no gradient")
+            raise ConfigError(
+                f"table '{t}': sparse=True is for plain autograd; optimizer={self.optimizer.name} makes no gradient"
+            )
         if self.optimizer is not None and (self.max_norm is not None or self.scale_grad_by_freq):
             raise ConfigError(
                 f"table '{t}': max_norm and scale_grad_by_freq are plain-autograd options; "
@@ -241,7 +253,7 @@ class BaseEmbeddingConfig:
     def _check_hashing(self) -> None:
         t = self.name
         if self.hash_size is not None:
-            _check_int(self.hash_size, "hash_size", t, 1)
+            self.hash_size = _check_int(self.hash_size, "hash_size", t, 1)
             if self.hash_size > self.num_embeddings:
                 raise ConfigError(
                     f"table '{t}': hash_size={self.hash_size} exceeds num_embeddings={self.num_embeddings}"
@@ -252,7 +264,7 @@ class BaseEmbeddingConfig:
     def _check_shards(self) -> None:
         t = self.name
         if self.table_size is not None:
-            _check_int(self.table_size, "table_size", t, 1)
+            self.table_size = _check_int(self.table_size, "table_size", t, 1)
             if self.num_shards not in (1, self.table_size):
                 raise ConfigError(
                     f"table '{t}': table_size={self.table_size} and num_shards={self.num_shards} disagree "
@@ -260,7 +272,7 @@ class BaseEmbeddingConfig:
                 )
             self.num_shards = self.table_size
             self.table_size = None
-        _check_int(self.num_shards, "num_shards", t, 1)
+        self.num_shards = _check_int(self.num_shards, "num_shards", t, 1)
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -286,6 +298,11 @@ class EmbeddingBagConfig(BaseEmbeddingConfig):
             raise ConfigError(
                 f"table '{self.name}': pooling=NONE is unpooled; use EmbeddingConfig with EmbeddingCollection"
             )
+        if self.pooling is PoolingType.MAX:
+            # torch's max-pooled embedding_bag rejects these in forward; fail at the config instead.
+            for flag in ("sparse", "scale_grad_by_freq"):
+                if getattr(self, flag):
+                    raise ConfigError(f"table '{self.name}': {flag}=True is not supported with pooling=MAX")
 
 
 @dataclass

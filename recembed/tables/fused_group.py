@@ -21,6 +21,7 @@ from recembed.kernels import fused_cpu
 from recembed.kernels.fused_torch import KeySlot, TableSlot, torch_backward_update, torch_forward
 from recembed.optim.fused_optimizer import FusedOptimizer
 from recembed.optim.state import TableOptimizerState
+from recembed.errors import ConfigError
 from recembed.sparse import KeyedJaggedTensor
 from recembed.tables.config import EmbeddingBagConfig, PoolingType
 from recembed.tables.ids import ids_to_rows
@@ -76,7 +77,7 @@ class FusedTableGroup(nn.Module):
         self.state = nn.ModuleDict({c.name: TableOptimizerState(c, device) for c in configs})
         self.backend = backend or os.environ.get("RECEMBED_FUSED_BACKEND", "auto")
         if self.backend not in BACKENDS:
-            raise ValueError(f"fused backend must be one of {BACKENDS}, got {self.backend!r}")
+            raise ConfigError(f"fused backend must be one of {BACKENDS}, got {self.backend!r}")
         self.features = [f for c in configs for f in c.feature_names]
         self._feature_table = {f: i for i, c in enumerate(configs) for f in c.feature_names}
         self._flat: _FlatStore | None = None
@@ -101,7 +102,7 @@ class FusedTableGroup(nn.Module):
             if w.device.type == "cpu" and w.dtype == torch.float32:
                 out.append(i)
             elif self.backend == "cpu":
-                raise ValueError(f"table '{name}': the numba backend needs float32 CPU weights, got {w.dtype} on {w.device}")
+                raise ConfigError(f"table '{name}': the numba backend needs float32 CPU weights, got {w.dtype} on {w.device}")
         return out
 
     def _kinds(self, cpu: list[int]) -> list[list[torch.Tensor]]:
@@ -211,14 +212,24 @@ class FusedTableGroup(nn.Module):
         store = self._bind_flat(cpu) if cpu else None
         plan = self._plan(tuple(features.keys()), cpu, store)
         weights = features.weights_or_none()
-        if weights is not None and weights.requires_grad:
-            raise ValueError("per-sample weights that require grad are not supported by fused tables; use optimizer=None")
+        if weights is not None:
+            self._check_weights(features.keys(), weights)
         ctx = _Batch(self, plan, store, cpu, self._rows(features), features.offsets(), weights, batch)
         out = ctx.forward()
         if torch.is_grad_enabled():
             anchor = torch.empty(0, requires_grad=True)
             out = _FusedLookup.apply(anchor, out, ctx)
         return out, self.features
+
+    def _check_weights(self, keys: list[str], weights: torch.Tensor) -> None:
+        if weights.requires_grad:
+            raise ConfigError("per-sample weights that require grad are not supported by fused tables; "
+                              "use optimizer=None for tables whose weights are learned")
+        for key in keys:
+            t = self._feature_table.get(key)
+            if t is not None and self.configs[self.table_names[t]].pooling is PoolingType.MAX:
+                raise ConfigError(f"table '{self.table_names[t]}': per-sample weights need SUM or MEAN pooling, "
+                                  f"not MAX (feature '{key}')")
 
     def torch_slots(self) -> list[TableSlot]:
         slots = []

@@ -9,7 +9,8 @@
 | "zeros"         | all zeros (bias tables)                             |
 
 A callable fills the tensor in place; a tensor is copied in as pretrained weights.
-The padding row (``padding_idx``) is zeroed after any initialiser, as in PyTorch.
+The padding row (``padding_idx``) is zeroed after a named or callable initialiser, as in
+PyTorch; a pretrained tensor is kept as given (as ``nn.Embedding.from_pretrained``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def initialise_weight(weight: torch.Tensor, config: BaseEmbeddingConfig, generat
     elif init == "zeros":
         weight.zero_()
     else:
-        values = torch.empty(shape, dtype=torch.float32)
+        # Draw straight into float32 weights; other dtypes draw in float32 first.
+        values = weight if weight.dtype == torch.float32 else torch.empty(shape, dtype=torch.float32, device=weight.device)
         if init == "normal":
             values.normal_(0.0, 1.0, generator=generator)
         elif init == "scaled_normal":
@@ -50,6 +52,9 @@ def initialise_weight(weight: torch.Tensor, config: BaseEmbeddingConfig, generat
         elif init == "xavier":
             bound = math.sqrt(6.0 / (config.num_embeddings + config.embedding_dim))
             values.uniform_(-bound, bound, generator=generator)
-        weight.copy_(values)
-    if config.padding_idx is not None:
+        if values is not weight:
+            weight.copy_(values)
+    # torch zeroes the padding row of freshly initialised tables but keeps a pretrained
+    # tensor's row as given (nn.Embedding.from_pretrained); do the same for parity.
+    if config.padding_idx is not None and not isinstance(init, torch.Tensor):
         weight[config.padding_idx].zero_()

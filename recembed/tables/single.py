@@ -48,6 +48,23 @@ class _TableModule(nn.Module):
     def padding_idx(self) -> int | None:
         return self.config.padding_idx
 
+    # The remaining nn.Embedding attributes, read from the config, so code that inspects them works.
+    @property
+    def max_norm(self) -> float | None:
+        return self.config.max_norm
+
+    @property
+    def norm_type(self) -> float:
+        return self.config.norm_type
+
+    @property
+    def scale_grad_by_freq(self) -> bool:
+        return self.config.scale_grad_by_freq
+
+    @property
+    def sparse(self) -> bool:
+        return self.config.sparse
+
     def extra_repr(self) -> str:
         c = self.config
         parts = [f"{c.num_embeddings}, {c.embedding_dim}", f"name={c.name!r}"]
