@@ -110,10 +110,11 @@ class EmbeddingBagCollection(nn.Module):
         super().__init__()
         self._feature_to_table = _check_tables(tables, EmbeddingBagConfig, "EmbeddingBagCollection")
         self._configs = list(tables)
-        self.embedding_bags = nn.ModuleDict({cfg.name: EmbeddingBag(0, 0, config=cfg, device=device) for cfg in tables})
+        self.embedding_bags = nn.ModuleDict({cfg.name: _table_module(cfg, device) for cfg in tables})
         self._output_keys = [f for cfg in tables for f in cfg.feature_names]
         self._output_dims = [cfg.embedding_dim for cfg in tables for _ in cfg.feature_names]
-        fused = [cfg for cfg in tables if cfg.optimizer is not None]
+        # Compressed tables train their own rows (fused or not); the group takes the plain ones.
+        fused = [cfg for cfg in tables if cfg.optimizer is not None and cfg.compression is None]
         self.fused = FusedTableGroup.build(fused, self.embedding_bags) if fused else None
 
     @classmethod
@@ -197,6 +198,12 @@ class EmbeddingCollection(nn.Module):
                                       c.scale_grad_by_freq, c.sparse)
             out[piece.name] = JaggedTensor.from_embeddings(vectors, offsets=piece.offsets, weights=piece.weights)
         return out
+
+
+def _table_module(cfg: EmbeddingBagConfig, device: torch.device | str | None) -> nn.Module:
+    if cfg.compression is not None:
+        return cfg.compression.build(cfg, device)
+    return EmbeddingBag(cfg.num_embeddings, cfg.embedding_dim, config=cfg, device=device)
 
 
 def _with_pretrained(tables: Sequence[BaseEmbeddingConfig], weights: Mapping[str, torch.Tensor], freeze: bool):

@@ -16,7 +16,7 @@ import enum
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Callable, Union
+from typing import Callable, Protocol, Union
 
 import torch
 
@@ -63,6 +63,17 @@ class DataType(str, enum.Enum):
     @property
     def torch_dtype(self) -> torch.dtype:
         return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[self.value]
+
+
+class TableBuilder(Protocol):
+    """What a ``compression`` spec provides: the module that replaces a plain table.
+
+    The module exposes ``lookup(ids (N,), offsets (B + 1,), weights (N,) | None, feature) -> (B, dim)``
+    (pooled, as :meth:`recembed.tables.EmbeddingBag.lookup`) and trains its own rows,
+    fused or not, as the config says.
+    """
+
+    def build(self, config: "BaseEmbeddingConfig", device: torch.device | str | None) -> torch.nn.Module: ...
 
 
 #: An initialiser: a name ("normal", "scaled_normal", "uniform", "xavier", "zeros"),
@@ -127,6 +138,9 @@ class BaseEmbeddingConfig:
         hash_size: when set, ids of any int64 value are hashed into rows ``[0, hash_size)``
             (``hash_size <= num_embeddings``) instead of being rejected when out of range.
         hash_seed: selects the hash function used with ``hash_size``.
+        compression: a table-compression spec from :mod:`recembed.compress` (hashed, Bloom,
+            quotient-remainder, mixed-dimension ...). Its ``build(config, device)`` makes the
+            module that stands in for the plain table; None keeps one row per id.
         num_shards: shards the table is split into across ranks (``table_size`` is accepted
             as an alias). Values above 1 need ``recembed.distributed``.
     """
@@ -153,6 +167,7 @@ class BaseEmbeddingConfig:
     hash_seed: int = 0
     num_shards: int = 1
     table_size: int | None = None
+    compression: "TableBuilder | None" = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -167,6 +182,11 @@ class BaseEmbeddingConfig:
         self.dtype = _coerce_enum(DataType, self.dtype, "dtype", t)
         self._check_hashing()
         self._check_shards()
+        if self.compression is not None and not callable(getattr(self.compression, "build", None)):
+            raise ConfigError(
+                f"table '{self.name}': compression must be a recembed.compress spec (an object with "
+                f"build(config, device)), got {self.compression!r}"
+            )
 
     def _check_features(self) -> None:
         names = self.feature_names
