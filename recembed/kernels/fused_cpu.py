@@ -267,6 +267,23 @@ def fused_update(W, S1, S2, R, w_off, dim, code, s1_off, s2_off, r_off, hyper, u
                         R, r_off[t] + r, h[0], h[1], h[2], h[3], h[4], h[5], h[6])
 
 
+@numba.njit(parallel=True, cache=True, nogil=True)
+def find_bad_rows(rows, offsets, key_table, num_rows, batch):
+    """Per key: index of an id outside ``[0, num_rows[table])``, or -1. Keys not in the group give -1."""
+    num_keys = key_table.shape[0]
+    bad = np.full(num_keys, -1, np.int64)
+    for k in numba.prange(num_keys):
+        t = key_table[k]
+        if t < 0:
+            continue
+        limit = num_rows[t]
+        for i in range(offsets[k * batch], offsets[(k + 1) * batch]):
+            if rows[i] < 0 or rows[i] >= limit:
+                bad[k] = i
+                break
+    return bad
+
+
 @numba.njit(cache=True, nogil=True)
 def mark_max_winners(argmax, key_table, key_col, key_pool, dim, n):
     """``(N,)`` bool: occurrences that won at least one element of a MAX-pooled bag."""

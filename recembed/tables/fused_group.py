@@ -168,10 +168,16 @@ class FusedTableGroup(nn.Module):
         key_col = np.zeros(len(keys), np.int64)
         key_pool = np.zeros(len(keys), np.int64)
         torch_keys = []
+        check_table = np.full(len(keys), -1, np.int64)
+        hashed_keys = []
         for k, key in enumerate(keys):
             if key not in self._feature_table:
                 continue
             t = self._feature_table[key]
+            if self.configs[self.table_names[t]].hash_size is None:
+                check_table[k] = t
+            else:
+                hashed_keys.append((k, t))
             pool = _POOL_CODE[self.configs[self.table_names[t]].pooling]
             key_col[k], key_pool[k] = cols[key], pool
             if t in cpu_pos:
@@ -179,7 +185,9 @@ class FusedTableGroup(nn.Module):
             else:
                 torch_keys.append(KeySlot(k, t, cols[key], pool))
         plan = {"width": col, "key_table": key_table, "key_col": key_col, "key_pool": key_pool,
-                "torch_keys": torch_keys, "has_max": bool((key_pool[key_table >= 0] == 2).any())}
+                "torch_keys": torch_keys, "has_max": bool((key_pool[key_table >= 0] == 2).any()),
+                "check_table": check_table, "hashed_keys": hashed_keys,
+                "num_rows": np.array([self.configs[n].num_embeddings for n in self.table_names], np.int64)}
         if cpu and store is not None:
             plan["tables"] = self._table_arrays(cpu, store)
             plan["max_dim"] = int(max(plan["tables"]["dim"]))
@@ -187,23 +195,33 @@ class FusedTableGroup(nn.Module):
         return plan
 
     # ---- forward / backward -------------------------------------------------------------
-    def _rows(self, features: KeyedJaggedTensor) -> torch.Tensor:
+    def _rows(self, features: KeyedJaggedTensor, plan: dict) -> torch.Tensor:
         """Validated (and, where configured, hashed) int64 rows for the whole KJT."""
         values = features.values()
         rows = values.to(torch.int64)
-        bounds = features.offsets()[:: max(features.stride(), 1)].tolist() if features.stride() else None
-        copied = rows is not values
-        for k, key in enumerate(features.keys()):
-            t = self._feature_table.get(key)
-            if t is None:
-                continue
-            cfg = self.configs[self.table_names[t]]
-            start, end = (bounds[k], bounds[k + 1]) if bounds else (0, 0)
-            mapped = ids_to_rows(values[start:end], cfg, key)
+        batch = features.stride()
+        if batch == 0:
+            return rows
+        offsets = features.offsets()
+        if rows.device.type == "cpu":
+            # One parallel pass checks every plain key; only a failing key is re-checked in
+            # torch, to raise the error that names the feature, table, id and range.
+            bad = fused_cpu.find_bad_rows(rows.numpy(), offsets.numpy(), plan["check_table"], plan["num_rows"], batch)
+            suspects = [k for k in range(len(bad)) if bad[k] >= 0]
+        else:
+            suspects = [k for k in range(len(plan["check_table"])) if plan["check_table"][k] >= 0]
+        suspects += [k for k, _ in plan["hashed_keys"]]
+        if not suspects:
+            return rows
+        bounds = offsets[::batch].tolist()
+        keys = features.keys()
+        for k in suspects:
+            cfg = self.configs[self.table_names[self._feature_table[keys[k]]]]
+            mapped = ids_to_rows(values[bounds[k] : bounds[k + 1]], cfg, keys[k])
             if cfg.hash_size is not None:
-                if not copied:
-                    rows, copied = rows.clone(), True
-                rows[start:end] = mapped
+                if rows is values:
+                    rows = rows.clone()
+                rows[bounds[k] : bounds[k + 1]] = mapped
         return rows
 
     def forward(self, features: KeyedJaggedTensor) -> tuple[torch.Tensor, list[str]]:
@@ -214,7 +232,7 @@ class FusedTableGroup(nn.Module):
         weights = features.weights_or_none()
         if weights is not None:
             self._check_weights(features.keys(), weights)
-        ctx = _Batch(self, plan, store, cpu, self._rows(features), features.offsets(), weights, batch)
+        ctx = _Batch(self, plan, store, cpu, self._rows(features, plan), features.offsets(), weights, batch)
         out = ctx.forward()
         if torch.is_grad_enabled():
             anchor = torch.empty(0, requires_grad=True)
@@ -252,7 +270,8 @@ class _Batch:
 
     def forward(self) -> torch.Tensor:
         p = self.plan
-        out = torch.zeros(self.batch, p["width"], dtype=torch.float32, device=self.rows.device)
+        # Every column is written below (a fused feature missing from the batch is rejected earlier).
+        out = torch.empty(self.batch, p["width"], dtype=torch.float32, device=self.rows.device)
         if self.store is not None and (p["key_table"] >= 0).any():
             t = p["tables"]
             self.argmax = np.zeros((self.batch, p["width"]) if p["has_max"] else (0, 0), np.int64)
