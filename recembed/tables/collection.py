@@ -25,7 +25,9 @@ from torch import nn
 
 from recembed.errors import ConfigError, UnknownKeyError
 from recembed.sparse import JaggedTensor, KeyedJaggedTensor, KeyedTensor
-from recembed.tables.config import BaseEmbeddingConfig, EmbeddingBagConfig, EmbeddingConfig
+from dataclasses import fields as dataclass_fields
+
+from recembed.tables.config import BaseEmbeddingConfig, EmbeddingBagConfig, EmbeddingConfig, PoolingType
 from recembed.tables.fused_group import FusedTableGroup
 from recembed.tables.ids import ids_to_rows
 from recembed.kernels.lookup import sequence_lookup
@@ -114,7 +116,7 @@ class EmbeddingBagCollection(nn.Module):
         self._output_keys = [f for cfg in tables for f in cfg.feature_names]
         self._output_dims = [cfg.embedding_dim for cfg in tables for _ in cfg.feature_names]
         # Compressed tables train their own rows (fused or not); the group takes the plain ones.
-        fused = [cfg for cfg in tables if cfg.optimizer is not None and cfg.compression is None]
+        fused = [cfg for cfg in tables if cfg.optimizer is not None and _builder(cfg) is None]
         self.fused = FusedTableGroup.build(fused, self.embedding_bags) if fused else None
 
     @classmethod
@@ -168,14 +170,21 @@ class EmbeddingCollection(nn.Module):
     def __init__(self, tables: Sequence[EmbeddingConfig], device: torch.device | str | None = None) -> None:
         super().__init__()
         self._feature_to_table = _check_tables(tables, EmbeddingConfig, "EmbeddingCollection")
-        for cfg in tables:
-            if cfg.optimizer is not None:
-                raise NotImplementedError(
-                    f"table '{cfg.name}': fused optimizers are implemented for EmbeddingBagCollection; "
-                    "train EmbeddingCollection tables with a torch optimizer (optimizer=None)"
-                )
         self._configs = list(tables)
-        self.embeddings = nn.ModuleDict({cfg.name: Embedding(0, 0, config=cfg, device=device) for cfg in tables})
+        self.embeddings = nn.ModuleDict({cfg.name: _sequence_table_module(cfg, device) for cfg in tables})
+        # Fused tables run through the pooled kernels with one-id bags: a sequence lookup.
+        fused = [_as_bag_config(cfg) for cfg in tables if cfg.optimizer is not None and _builder(cfg) is None]
+        self.fused = FusedTableGroup.build(fused, self.embeddings) if fused else None
+        self._fused_columns: dict[str, tuple[int, int]] = {}
+        col = 0
+        for cfg in fused:
+            for feature in cfg.feature_names:
+                self._fused_columns[feature] = (col, col + cfg.embedding_dim)
+                col += cfg.embedding_dim
+
+    def fused_optimizer(self):
+        """The fused tables' ``torch.optim.Optimizer`` face for LR schedulers, or None."""
+        return None if self.fused is None else self.fused.optimizer()
 
     @classmethod
     def from_pretrained(
@@ -192,18 +201,44 @@ class EmbeddingCollection(nn.Module):
         out: dict[str, JaggedTensor] = {}
         for piece in iter_feature_slices(features):
             table = self.embeddings[self._feature_to_table[piece.name]]
-            c = table.config
-            rows = ids_to_rows(piece.ids, c, piece.name)
-            vectors = sequence_lookup(table.weight, rows, c.padding_idx, c.max_norm, c.norm_type,
-                                      c.scale_grad_by_freq, c.sparse)
+            if piece.name in self._fused_columns:
+                single = KeyedJaggedTensor(keys=[piece.name], values=piece.ids,
+                                           lengths=torch.ones_like(piece.ids, dtype=torch.int64), stride=piece.ids.numel())
+                lo, hi = self._fused_columns[piece.name]
+                vectors = self.fused(single)[0][:, lo:hi]
+            elif hasattr(table, "lookup_sequence"):
+                vectors = table.lookup_sequence(piece.ids, feature=piece.name)
+            else:
+                c = table.config
+                rows = ids_to_rows(piece.ids, c, piece.name)
+                vectors = sequence_lookup(table.weight, rows, c.padding_idx, c.max_norm, c.norm_type,
+                                          c.scale_grad_by_freq, c.sparse)
             out[piece.name] = JaggedTensor.from_embeddings(vectors, offsets=piece.offsets, weights=piece.weights)
         return out
 
 
+def _builder(cfg: BaseEmbeddingConfig):
+    """The spec that builds this table's module (compressed or dynamic), or None for a plain table."""
+    return cfg.compression if cfg.compression is not None else cfg.dynamic
+
+
 def _table_module(cfg: EmbeddingBagConfig, device: torch.device | str | None) -> nn.Module:
-    if cfg.compression is not None:
-        return cfg.compression.build(cfg, device)
+    builder = _builder(cfg)
+    if builder is not None:
+        return builder.build(cfg, device)
     return EmbeddingBag(cfg.num_embeddings, cfg.embedding_dim, config=cfg, device=device)
+
+
+def _sequence_table_module(cfg: EmbeddingConfig, device: torch.device | str | None) -> nn.Module:
+    builder = _builder(cfg)
+    if builder is not None:
+        return builder.build(cfg, device)
+    return Embedding(cfg.num_embeddings, cfg.embedding_dim, config=cfg, device=device)
+
+
+def _as_bag_config(cfg: EmbeddingConfig) -> EmbeddingBagConfig:
+    fields = {f.name: getattr(cfg, f.name) for f in dataclass_fields(cfg) if f.name != "pooling"}
+    return EmbeddingBagConfig(**fields, pooling=PoolingType.SUM)
 
 
 def _with_pretrained(tables: Sequence[BaseEmbeddingConfig], weights: Mapping[str, torch.Tensor], freeze: bool):

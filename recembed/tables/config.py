@@ -69,8 +69,9 @@ class TableBuilder(Protocol):
     """What a ``compression`` spec provides: the module that replaces a plain table.
 
     The module exposes ``lookup(ids (N,), offsets (B + 1,), weights (N,) | None, feature) -> (B, dim)``
-    (pooled, as :meth:`recembed.tables.EmbeddingBag.lookup`) and trains its own rows,
-    fused or not, as the config says.
+    (pooled, as :meth:`recembed.tables.EmbeddingBag.lookup`) for ``EmbeddingBagCollection``, and
+    ``lookup_sequence(ids (N,), feature) -> (N, dim)`` for ``EmbeddingCollection``; it trains
+    its own rows, fused or not, as the config says.
     """
 
     def build(self, config: "BaseEmbeddingConfig", device: torch.device | str | None) -> torch.nn.Module: ...
@@ -141,6 +142,8 @@ class BaseEmbeddingConfig:
         compression: a table-compression spec from :mod:`recembed.compress` (hashed, Bloom,
             quotient-remainder, mixed-dimension ...). Its ``build(config, device)`` makes the
             module that stands in for the plain table; None keeps one row per id.
+        dynamic: a dynamic-table spec from :mod:`recembed.dynamic` (rows admitted, evicted
+            and expired as raw int64 ids come and go); built the same way as ``compression``.
         num_shards: shards the table is split into across ranks (``table_size`` is accepted
             as an alias). Values above 1 need ``recembed.distributed``.
     """
@@ -168,6 +171,7 @@ class BaseEmbeddingConfig:
     num_shards: int = 1
     table_size: int | None = None
     compression: "TableBuilder | None" = None
+    dynamic: "TableBuilder | None" = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -182,11 +186,15 @@ class BaseEmbeddingConfig:
         self.dtype = _coerce_enum(DataType, self.dtype, "dtype", t)
         self._check_hashing()
         self._check_shards()
-        if self.compression is not None and not callable(getattr(self.compression, "build", None)):
-            raise ConfigError(
-                f"table '{self.name}': compression must be a recembed.compress spec (an object with "
-                f"build(config, device)), got {self.compression!r}"
-            )
+        for kind, package in (("compression", "recembed.compress"), ("dynamic", "recembed.dynamic")):
+            spec = getattr(self, kind)
+            if spec is not None and not callable(getattr(spec, "build", None)):
+                raise ConfigError(
+                    f"table '{self.name}': {kind} must be a {package} spec (an object with "
+                    f"build(config, device)), got {spec!r}"
+                )
+        if self.compression is not None and self.dynamic is not None:
+            raise ConfigError(f"table '{self.name}': set compression or dynamic, not both")
 
     def _check_features(self) -> None:
         names = self.feature_names
