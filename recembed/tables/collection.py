@@ -32,6 +32,7 @@ from recembed.tables.fused_group import FusedTableGroup
 from recembed.tables.ids import ids_to_rows
 from recembed.kernels.lookup import sequence_lookup
 from recembed.tables.single import Embedding, EmbeddingBag
+from recembed.tables.table_dict import TableDict
 
 __all__ = ["EmbeddingBagCollection", "EmbeddingCollection", "FeatureSlice", "iter_feature_slices"]
 
@@ -112,7 +113,7 @@ class EmbeddingBagCollection(nn.Module):
         super().__init__()
         self._feature_to_table = _check_tables(tables, EmbeddingBagConfig, "EmbeddingBagCollection")
         self._configs = list(tables)
-        self.embedding_bags = nn.ModuleDict({cfg.name: _table_module(cfg, device) for cfg in tables})
+        self.embedding_bags = TableDict({cfg.name: _table_module(cfg, device) for cfg in tables})
         self._output_keys = [f for cfg in tables for f in cfg.feature_names]
         self._output_dims = [cfg.embedding_dim for cfg in tables for _ in cfg.feature_names]
         # Compressed tables train their own rows (fused or not); the group takes the plain ones.
@@ -171,7 +172,7 @@ class EmbeddingCollection(nn.Module):
         super().__init__()
         self._feature_to_table = _check_tables(tables, EmbeddingConfig, "EmbeddingCollection")
         self._configs = list(tables)
-        self.embeddings = nn.ModuleDict({cfg.name: _sequence_table_module(cfg, device) for cfg in tables})
+        self.embeddings = TableDict({cfg.name: _sequence_table_module(cfg, device) for cfg in tables})
         # Fused tables run through the pooled kernels with one-id bags: a sequence lookup.
         fused = [_as_bag_config(cfg) for cfg in tables if cfg.optimizer is not None and _builder(cfg) is None]
         self.fused = FusedTableGroup.build(fused, self.embeddings) if fused else None

@@ -25,6 +25,7 @@ from recembed.errors import ConfigError
 from recembed.sparse import KeyedJaggedTensor
 from recembed.tables.config import EmbeddingBagConfig, PoolingType
 from recembed.tables.ids import ids_to_rows
+from recembed.tables.table_dict import TableDict
 
 __all__ = ["FusedTableGroup"]
 
@@ -74,7 +75,7 @@ class FusedTableGroup(nn.Module):
         self.table_names = [c.name for c in configs]
         self.__dict__["_tables"] = tables  # owned by the collection; not registered twice
         device = tables[self.table_names[0]].weight.device
-        self.state = nn.ModuleDict({c.name: TableOptimizerState(c, device) for c in configs})
+        self.state = TableDict({c.name: TableOptimizerState(c, device) for c in configs})
         self.backend = backend or os.environ.get("RECEMBED_FUSED_BACKEND", "auto")
         if self.backend not in BACKENDS:
             raise ConfigError(f"fused backend must be one of {BACKENDS}, got {self.backend!r}")

@@ -284,3 +284,13 @@ def test_embedding_collection_from_pretrained(freeze):
     assert ec.embeddings["t_user"].weight.requires_grad is (not freeze)
     out = ec(KeyedJaggedTensor.from_lists({"user": [[4, 0], [1]]}))
     assert_close(out["user"].values(), pretrained[[4, 0, 1]])
+
+
+def test_tables_may_be_named_like_moduledict_methods():
+    tables = [EmbeddingBagConfig(name=n, num_embeddings=4, embedding_dim=2, feature_names=[f"f_{n}"], optimizer=o)
+              for n, o in (("items", "sgd"), ("keys", None), ("values", "adam"))]
+    ebc = EmbeddingBagCollection(tables)
+    assert ebc.embedding_bags["items"].weight.shape == (4, 2)
+    assert "embedding_bags.keys.weight" in ebc.state_dict() and "fused.state.values.exp_avg" in ebc.state_dict()
+    kjt = KeyedJaggedTensor.from_lists({"f_items": [[1]], "f_keys": [[2]], "f_values": [[3]]})
+    ebc(kjt).values().sum().backward()
