@@ -30,6 +30,8 @@ _CHUNK = 64  # unique rows per parallel work item
 @numba.njit(parallel=True, cache=True, nogil=True)
 def pooled_forward(W, w_off, dim, pad, key_table, key_col, key_pool, rows, offsets, psw, batch, out, argmax):
     """Pool every (key, bag) of the group into ``out`` (B, D_out); MAX records winners in ``argmax``."""
+    # Inner loops index row views with the loop counter only: numba then drops its
+    # negative-index checks and vectorises them (about 4x faster than out[b, col + j]).
     num_keys = key_table.shape[0]
     has_psw = psw.shape[0] > 0
     for job in numba.prange(num_keys * batch):
@@ -43,36 +45,48 @@ def pooled_forward(W, w_off, dim, pad, key_table, key_col, key_pool, rows, offse
         base = w_off[t]
         p = pad[t]
         pool = key_pool[k]
+        o = out[b, col : col + d]
         start = offsets[k * batch + b]
         end = offsets[k * batch + b + 1]
-        for j in range(d):
-            out[b, col + j] = -np.inf if pool == POOL_MAX else 0.0
-            if pool == POOL_MAX:
-                argmax[b, col + j] = -1
         count = 0
+        if pool == POOL_MAX:
+            am = argmax[b, col : col + d]
+            for j in range(d):
+                o[j] = -np.inf
+                am[j] = -1
+            for i in range(start, end):
+                r = rows[i]
+                if r == p:
+                    continue
+                count += 1
+                w = W[base + r * d : base + (r + 1) * d]
+                for j in range(d):
+                    if w[j] > o[j]:
+                        o[j] = w[j]
+                        am[j] = i
+            if count == 0:
+                for j in range(d):
+                    o[j] = 0.0
+            continue
+        for j in range(d):
+            o[j] = 0.0
         for i in range(start, end):
             r = rows[i]
             if r == p:
                 continue
             count += 1
-            src = base + r * d
-            if pool == POOL_MAX:
+            w = W[base + r * d : base + (r + 1) * d]
+            if has_psw:
+                wt = psw[i]
                 for j in range(d):
-                    v = W[src + j]
-                    if v > out[b, col + j]:
-                        out[b, col + j] = v
-                        argmax[b, col + j] = i
+                    o[j] += wt * w[j]
             else:
-                wt = psw[i] if has_psw else 1.0
                 for j in range(d):
-                    out[b, col + j] += wt * W[src + j]
+                    o[j] += w[j]
         if pool == POOL_MEAN and count > 0:
-            inv = 1.0 / count
+            inv = np.float32(1.0 / count)
             for j in range(d):
-                out[b, col + j] *= inv
-        elif pool == POOL_MAX and count == 0:
-            for j in range(d):
-                out[b, col + j] = 0.0
+                o[j] *= inv
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -186,17 +200,19 @@ def dedup_rows(num_tables, pad, key_table, key_pool, rows, offsets, psw, batch, 
 
 
 @numba.njit(inline="always")
-def _update_row(code, W, src, d, g, S1, s1, S2, s2, R, r_idx, lr, wd, eps, b1, b2, bc1, bc2):
+def _update_row(code, w, g, s1, s2, R, r_idx, lr, wd, eps, b1, b2, bc1, bc2):
+    """One rule on one row: ``w``, ``g``, ``s1``, ``s2`` are (d,) views; ``R[r_idx]`` the row state."""
+    d = w.shape[0]
     if wd != 0.0 and code != 5:
         for j in range(d):
-            g[j] += wd * W[src + j]
+            g[j] += wd * w[j]
     if code == 0:
         for j in range(d):
-            W[src + j] -= lr * g[j]
+            w[j] -= lr * g[j]
     elif code == 1:
         for j in range(d):
-            S1[s1 + j] += g[j] * g[j]
-            W[src + j] -= lr * g[j] / (math.sqrt(S1[s1 + j]) + eps)
+            s1[j] += g[j] * g[j]
+            w[j] -= lr * g[j] / (math.sqrt(s1[j]) + eps)
     elif code == 2:
         acc = 0.0
         for j in range(d):
@@ -204,35 +220,40 @@ def _update_row(code, W, src, d, g, S1, s1, S2, s2, R, r_idx, lr, wd, eps, b1, b
         R[r_idx] += np.float32(acc / d)
         scale = lr / (math.sqrt(R[r_idx]) + eps)
         for j in range(d):
-            W[src + j] -= scale * g[j]
+            w[j] -= scale * g[j]
     elif code == 3:
         step_size = lr * math.sqrt(bc2) / bc1
         for j in range(d):
-            S1[s1 + j] = b1 * S1[s1 + j] + (1.0 - b1) * g[j]
-            S2[s2 + j] = b2 * S2[s2 + j] + (1.0 - b2) * g[j] * g[j]
-            W[src + j] -= step_size * S1[s1 + j] / (math.sqrt(S2[s2 + j]) + eps)
+            s1[j] = b1 * s1[j] + (1.0 - b1) * g[j]
+            s2[j] = b2 * s2[j] + (1.0 - b2) * g[j] * g[j]
+            w[j] -= step_size * s1[j] / (math.sqrt(s2[j]) + eps)
     elif code == 4:
         acc = 0.0
         for j in range(d):
             acc += g[j] * g[j]
         R[r_idx] = b2 * R[r_idx] + (1.0 - b2) * np.float32(acc / d)
-        denom = math.sqrt(R[r_idx] / bc2) + eps
+        scale = lr / bc1 / (math.sqrt(R[r_idx] / bc2) + eps)
         for j in range(d):
-            S1[s1 + j] = b1 * S1[s1 + j] + (1.0 - b1) * g[j]
-            W[src + j] -= lr * (S1[s1 + j] / bc1) / denom
+            s1[j] = b1 * s1[j] + (1.0 - b1) * g[j]
+            w[j] -= scale * s1[j]
     elif code == 5:
         w_sq = 0.0
         u_sq = 0.0
         for j in range(d):
-            S1[s1 + j] = b1 * S1[s1 + j] + (1.0 - b1) * g[j]
-            S2[s2 + j] = b2 * S2[s2 + j] + (1.0 - b2) * g[j] * g[j]
-            u = (S1[s1 + j] / bc1) / (math.sqrt(S2[s2 + j] / bc2) + eps) + wd * W[src + j]
+            s1[j] = b1 * s1[j] + (1.0 - b1) * g[j]
+            s2[j] = b2 * s2[j] + (1.0 - b2) * g[j] * g[j]
+            u = (s1[j] / bc1) / (math.sqrt(s2[j] / bc2) + eps) + wd * w[j]
             g[j] = u  # reuse the scratch for the update direction
-            w_sq += W[src + j] * W[src + j]
+            w_sq += w[j] * w[j]
             u_sq += u * u
         trust = math.sqrt(w_sq) / math.sqrt(u_sq) if (w_sq > 0.0 and u_sq > 0.0) else 1.0
         for j in range(d):
-            W[src + j] -= lr * trust * g[j]
+            w[j] -= lr * trust * g[j]
+
+
+@numba.njit(inline="always")
+def _state_view(S, off, r, d):
+    return S[off + r * d : off + (r + 1) * d] if off >= 0 else S[0:0]
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -242,11 +263,12 @@ def fused_update(W, S1, S2, R, w_off, dim, code, s1_off, s2_off, r_off, hyper, u
     total_u = uniq_table.shape[0]
     num_chunks = (total_u + _CHUNK - 1) // _CHUNK
     for c in numba.prange(num_chunks):
-        g = np.empty(max_dim, np.float32)
+        scratch = np.empty(max_dim, np.float32)
         for u in range(c * _CHUNK, min(total_u, (c + 1) * _CHUNK)):
             t = uniq_table[u]
             r = uniq_row[u]
             d = dim[t]
+            g = scratch[:d]
             for j in range(d):
                 g[j] = 0.0
             for q in range(starts[u], starts[u + 1]):
@@ -254,16 +276,19 @@ def fused_update(W, S1, S2, R, w_off, dim, code, s1_off, s2_off, r_off, hyper, u
                 k = occ_key[i]
                 b = occ_bag[i]
                 col = key_col[k]
+                gr = grad[b, col : col + d]
                 if key_pool[k] == POOL_MAX:
+                    am = argmax[b, col : col + d]
                     for j in range(d):
-                        if argmax[b, col + j] == i:
-                            g[j] += grad[b, col + j]
+                        if am[j] == i:
+                            g[j] += gr[j]
                 else:
                     s = occ_scale[i]
                     for j in range(d):
-                        g[j] += s * grad[b, col + j]
+                        g[j] += s * gr[j]
             h = hyper[t]
-            _update_row(code[t], W, w_off[t] + r * d, d, g, S1, s1_off[t] + r * d, S2, s2_off[t] + r * d,
+            w = W[w_off[t] + r * d : w_off[t] + (r + 1) * d]
+            _update_row(code[t], w, g, _state_view(S1, s1_off[t], r, d), _state_view(S2, s2_off[t], r, d),
                         R, r_off[t] + r, h[0], h[1], h[2], h[3], h[4], h[5], h[6])
 
 
