@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 
 __all__ = ["hash_ids", "hash_strings", "fmix64"]
@@ -72,12 +73,19 @@ def hash_ids(ids: torch.Tensor, num_buckets: int, seed: int = 0) -> torch.Tensor
     return (mixed & _MASK63) % num_buckets
 
 
-def _fnv1a64(data: bytes) -> int:
-    h = _FNV_OFFSET
-    for byte in data:
-        h ^= byte
-        h = (h * _FNV_PRIME) & _U64
-    return h
+def _fnv1a64_all(buffer: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """FNV-1a 64 of each ``buffer[offsets[i]:offsets[i + 1]]``, as signed int64 bit patterns."""
+    out = np.empty(offsets.shape[0] - 1, np.uint64)
+    prime = np.uint64(_FNV_PRIME)
+    for i in range(out.shape[0]):
+        h = np.uint64(_FNV_OFFSET)
+        for p in range(offsets[i], offsets[i + 1]):
+            h = (h ^ np.uint64(buffer[p])) * prime
+        out[i] = h
+    return out.view(np.int64)
+
+
+_fnv_kernel = None
 
 
 def hash_strings(tokens: Sequence[str], seed: int = 0) -> torch.Tensor:
@@ -89,7 +97,15 @@ def hash_strings(tokens: Sequence[str], seed: int = 0) -> torch.Tensor:
     Returns:
         int64 tensor of shape ``(N,)``; feed it to :func:`hash_ids` to bucket it.
     """
-    raw = [_fnv1a64(t.encode("utf-8")) for t in tokens]
-    signed = torch.tensor([v - (1 << 64) if v >= (1 << 63) else v for v in raw], dtype=torch.int64)
+    global _fnv_kernel
+    if _fnv_kernel is None:  # compiled on first use, not at import
+        import numba
+
+        _fnv_kernel = numba.njit(cache=True, nogil=True)(_fnv1a64_all)
+    encoded = [t.encode("utf-8") for t in tokens]
+    offsets = np.zeros(len(encoded) + 1, np.int64)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    buffer = np.frombuffer(b"".join(encoded), np.uint8)
+    raw = torch.from_numpy(_fnv_kernel(buffer, offsets))
     key = fmix64(torch.tensor(seed, dtype=torch.int64) * _GOLDEN + _GOLDEN)
-    return fmix64(signed ^ key)
+    return fmix64(raw ^ key)
