@@ -171,3 +171,15 @@ def test_to_embedding_bag(kv):
     rows = [kv.get_index("car"), kv.get_index("truck")]
     pooled = bag(torch.tensor([rows]))
     torch.testing.assert_close(pooled[0], torch.tensor(kv[["car", "truck"]].mean(axis=0)))
+
+
+def test_word2vec_format_count_mismatch_and_missing_file(tmp_path):
+    path = tmp_path / "short.txt"
+    path.write_text("3 2\na 1 2\n\nb 3 4\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match="announces 3 vectors, the file has 2"):
+        KeyedVectors.load_word2vec_format(path)
+    path.write_text("1 2\na 1 2\nb 3 4\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match="short.txt:3: header announces 1"):
+        KeyedVectors.load_word2vec_format(path)
+    with pytest.raises(DataFormatError, match="no such file"):
+        KeyedVectors.load_word2vec_format(tmp_path / "absent.bin", binary=True)

@@ -105,6 +105,11 @@ def test_unsupported_and_empty_inputs():
         Word2Vec().train([["a"]])
 
 
+def test_divergence_warns_instead_of_crashing():
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        Word2Vec([["a", "b", "c", "d"]] * 200, vector_size=8, min_count=1, workers=1, alpha=1e6, sample=0.0)
+
+
 def test_model_save_load_and_continue_training(tmp_path, planted_corpus):
     sentences, topics = planted_corpus
     model = Word2Vec(sentences, sg=1, **{**FAST, "epochs": 2})
@@ -123,3 +128,13 @@ def test_model_save_load_and_continue_training(tmp_path, planted_corpus):
         from recembed.seq2vec import Item2Vec
 
         Item2Vec.load(path)
+
+
+def test_training_reports_progress_on_the_logger(caplog, planted_corpus):
+    sentences, _ = planted_corpus
+    with caplog.at_level("INFO", logger="recembed.seq2vec"):
+        Word2Vec(sentences, **{**FAST, "epochs": 1})
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("vocabulary: 32 keys") for m in messages)
+    assert any("training 100.0% done" in m for m in messages)
+    assert any(m.startswith("trained 1 epochs: 6000 effective words (6000 raw)") for m in messages)
