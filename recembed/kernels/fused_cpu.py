@@ -21,10 +21,19 @@ import math
 import numba
 import numpy as np
 
+from recembed.kernels.prefetch import prefetch_flat
+
 __all__ = ["pooled_forward", "dedup_rows", "fused_update"]
 
 POOL_SUM, POOL_MEAN, POOL_MAX = 0, 1, 2
 _CHUNK = 64  # unique rows per parallel work item
+_AHEAD = 4  # rows prefetched ahead of use
+
+
+@numba.njit(inline="always")
+def _prefetch_span(array, start, length):
+    for offset in range(0, length, 16):  # one hint per 64-byte line of float32s
+        prefetch_flat(array, start + offset)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -71,6 +80,8 @@ def pooled_forward(W, w_off, dim, pad, key_table, key_col, key_pool, rows, offse
         for j in range(d):
             o[j] = 0.0
         for i in range(start, end):
+            if i + _AHEAD < end:
+                _prefetch_span(W, base + rows[i + _AHEAD] * d, d)
             r = rows[i]
             if r == p:
                 continue
@@ -264,7 +275,16 @@ def fused_update(W, S1, S2, R, w_off, dim, code, s1_off, s2_off, r_off, hyper, u
     num_chunks = (total_u + _CHUNK - 1) // _CHUNK
     for c in numba.prange(num_chunks):
         scratch = np.empty(max_dim, np.float32)
-        for u in range(c * _CHUNK, min(total_u, (c + 1) * _CHUNK)):
+        last = min(total_u, (c + 1) * _CHUNK)
+        for u in range(c * _CHUNK, last):
+            if u + 2 < last:  # the row (and its state) two ahead starts loading now
+                ahead_t, ahead_r = uniq_table[u + 2], uniq_row[u + 2]
+                ahead_d = dim[ahead_t]
+                _prefetch_span(W, w_off[ahead_t] + ahead_r * ahead_d, ahead_d)
+                if s1_off[ahead_t] >= 0:
+                    _prefetch_span(S1, s1_off[ahead_t] + ahead_r * ahead_d, ahead_d)
+                if s2_off[ahead_t] >= 0:
+                    _prefetch_span(S2, s2_off[ahead_t] + ahead_r * ahead_d, ahead_d)
             t = uniq_table[u]
             r = uniq_row[u]
             d = dim[t]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from recembed.seq2vec.prefetch import prefetch_row
+from recembed.kernels.prefetch import prefetch_row
 
 __all__ = [
     "MAX_EXP",
