@@ -1,0 +1,226 @@
+"""Random-hyperplane LSH (SimHash) with multi-probe lookup and exact re-ranking.
+
+Each of ``num_tables`` tables hashes a vector to ``num_bits`` sign bits of its projections
+on random Gaussian hyperplanes; vectors at a small angle share most bits (Charikar, 2002:
+a bit differs with probability angle / pi). A query visits its own bucket and the
+``num_probes - 1`` next most likely buckets in every table -- those reached by flipping
+the bits whose hyperplanes pass closest to it (Lv et al., 2007) -- and the distinct
+candidates are scored exactly against the query. More tables or probes raise recall and
+cost; more bits make buckets smaller (faster, lower recall per probe).
+
+Hashing looks only at directions, so the index fits ``metric="cosine"`` best; with
+``metric="dot"`` the candidates are still found by angle but ranked by inner product.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Optional
+
+import numba
+import numpy as np
+import torch
+
+from recembed.errors import CheckpointError, ConfigError
+from recembed.retrieval.base import VectorIndex
+from recembed.retrieval.exclusion import Exclusion
+from recembed.retrieval.lsh_kernels import lsh_search
+from recembed.retrieval.params import METRIC_PARAM, Param, int_check
+
+_MAX_BITS = 30  # codes are int32
+_HASH_CHUNK = 65536  # rows hashed per matmul while building
+
+
+def hash_codes(vectors: torch.Tensor, planes: torch.Tensor, num_tables: int, num_bits: int) -> np.ndarray:
+    """``(num_tables, N)`` int32 codes: bit ``b`` of table ``t`` is ``vectors @ planes[t * num_bits + b] > 0``."""
+    num_rows = vectors.shape[0]
+    codes = np.empty((num_tables, num_rows), dtype=np.int32)
+    weights = (1 << torch.arange(num_bits, dtype=torch.int32)).view(1, 1, num_bits)
+    for start in range(0, num_rows, _HASH_CHUNK):
+        block = vectors[start : start + _HASH_CHUNK]
+        bits = (block @ planes.T > 0).view(block.shape[0], num_tables, num_bits)
+        codes[:, start : start + block.shape[0]] = (bits.to(torch.int32) * weights).sum(dim=2, dtype=torch.int32).T.numpy()
+    return codes
+
+
+def prefix_bits_for(num_rows: int, num_bits: int) -> int:
+    """Bits of the bucket-directory prefix: one directory slot per ~8 rows, capped by ``num_bits``.
+
+    Eight rows (one cache line of entries) per slot keeps the directory small enough to
+    stay in cache while the binary search after it stays within a line or two.
+    """
+    return max(0, min(num_bits, int(math.log2(max(num_rows, 1))) - 3))
+
+
+def sort_tables(codes: np.ndarray, prefix_bits: int, num_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(entries, prefix_offsets)`` from ``(L, N)`` codes (see :mod:`lsh_kernels` for the layout)."""
+    num_tables, num_rows = codes.shape
+    row_numbers = np.arange(num_rows, dtype=np.int64)
+    entries = np.empty((num_tables, num_rows), dtype=np.int64)
+    offsets = np.empty((num_tables, (1 << prefix_bits) + 1), dtype=np.int32)
+    for t in range(num_tables):
+        table = entries[t]
+        np.left_shift(codes[t].astype(np.int64), 32, out=table)
+        table |= row_numbers
+        table.sort()  # by code, then row: buckets are runs, in row order
+        counts = np.bincount(table >> (32 + num_bits - prefix_bits), minlength=1 << prefix_bits)
+        offsets[t, 0] = 0
+        np.cumsum(counts, out=offsets[t, 1:])
+    return entries, offsets
+
+
+def auto_num_bits(num_rows: int) -> int:
+    """Default code length: ``floor(log2 N) - 2`` in ``[4, 24]``, i.e. about 4 rows per bucket.
+
+    Measured on 1M x 64 Gaussian-mixture data (benchmarks/retrieval.py): with 16 tables
+    and 16 probes, 17 bits (this rule at 1M) gave recall@10 0.99; 18 bits cost ~0.01 recall
+    for fewer candidates, 16 bits doubled the candidates for +0.006.
+    """
+    return max(4, min(24, int(math.log2(max(num_rows, 1))) - 2))
+
+
+def _optional_bits(owner: str, name: str, value: Any) -> Optional[int]:
+    return None if value is None else int_check(1, _MAX_BITS)(owner, name, value)
+
+
+class LSHIndex(VectorIndex):
+    """Multi-probe random-hyperplane LSH with exact re-ranking of the candidates.
+
+    Args:
+        metric: ``"cosine"`` (default) or ``"dot"`` (see module docstring).
+        num_tables: independent hash tables (more: higher recall, more memory, slower).
+        num_bits: bits per code, 1..30 (more: smaller buckets, fewer candidates), or
+            ``None`` to pick :func:`auto_num_bits` of the size whenever the tables are built.
+        num_probes: buckets visited per table per query, including the query's own.
+        seed: seed of the random hyperplanes; same seed and data, same index.
+
+    Memory: ``N * num_tables * 8`` bytes of tables on top of the ``N * D * 4`` of vectors.
+    Tables are built at the first search after vectors were added (hashing all of them
+    again), so add in large batches.
+
+    Example:
+        >>> index = LSHIndex(num_tables=8, num_bits=10, num_probes=8).build(torch.randn(5000, 32))
+        >>> scores, ids = index.search(torch.randn(2, 32), k=10)
+        >>> index.last_candidates.shape  # vectors scored per query, for tuning
+        torch.Size([2])
+    """
+
+    kind = "lsh"
+    param_specs = {
+        "metric": METRIC_PARAM,
+        "num_tables": Param(int_check(1, 1024), fixed_once_filled=True, doc="hash tables"),
+        "num_bits": Param(_optional_bits, fixed_once_filled=True, doc="bits per hash code, None: from size"),
+        "num_probes": Param(int_check(1, 1 << 16), fixed_once_filled=False, doc="buckets visited per table"),
+        "seed": Param(int_check(0), fixed_once_filled=True, doc="seed of the hyperplanes"),
+    }
+
+    def __init__(
+        self,
+        *,
+        metric: str = "cosine",
+        num_tables: int = 16,
+        num_bits: Optional[int] = None,
+        num_probes: int = 16,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(metric=metric, num_tables=num_tables, num_bits=num_bits, num_probes=num_probes, seed=seed)
+        self._clear()
+
+    def _clear(self) -> None:
+        self._vectors = torch.empty(0, 0)
+        self._pending: list[torch.Tensor] = []
+        self._planes: Optional[torch.Tensor] = None  # (num_tables * bits, D), made with the tables
+        self._tables: Optional[tuple[np.ndarray, np.ndarray]] = None
+        self._bits = 0
+        self._prefix_bits = 0
+        self._last_candidates: Optional[torch.Tensor] = None
+
+    @property
+    def last_candidates(self) -> Optional[torch.Tensor]:
+        """``(Q,)`` int64: distinct vectors scored per query in the last search (cost diagnostics)."""
+        return self._last_candidates
+
+    @property
+    def code_bits(self) -> int:
+        """Bits per code of the current tables (``num_bits``, or its automatic value); 0 before any search."""
+        return self._bits
+
+    def _add(self, vectors: torch.Tensor) -> None:
+        if len(self) + vectors.shape[0] > np.iinfo(np.int32).max:
+            raise ConfigError(f"LSHIndex holds at most {np.iinfo(np.int32).max} vectors (int32 rows)")
+        self._pending.append(vectors)
+        self._tables = None
+
+    def _ready(self) -> tuple[np.ndarray, np.ndarray]:
+        """Join pending vectors and (re)build the tables if anything was added."""
+        if self._pending:
+            parts = ([self._vectors] if self._vectors.numel() else []) + self._pending
+            self._vectors = parts[0] if len(parts) == 1 else torch.cat(parts)
+            self._pending = []
+        if self._tables is None:
+            num_rows, dim = self._vectors.shape
+            bits = self.num_bits if self.num_bits is not None else auto_num_bits(num_rows)
+            if self._planes is None or self._planes.shape[0] != self.num_tables * bits:
+                rng = np.random.default_rng(self.seed)
+                self._planes = torch.from_numpy(rng.standard_normal((self.num_tables * bits, dim), dtype=np.float32))
+            codes = hash_codes(self._vectors, self._planes, self.num_tables, bits)
+            self._bits = bits
+            self._prefix_bits = prefix_bits_for(num_rows, bits)
+            self._tables = sort_tables(codes, self._prefix_bits, bits)
+        return self._tables
+
+    def _search(self, queries: torch.Tensor, k: int, exclusion: Optional[Exclusion]) -> tuple[np.ndarray, np.ndarray]:
+        entries, offsets = self._ready()
+        assert self._planes is not None
+        num_queries = queries.shape[0]
+        if exclusion is None:
+            exclude_offsets, exclude_rows = np.zeros(num_queries + 1, np.int64), np.empty(0, np.int64)
+        else:
+            exclude_offsets, exclude_rows = exclusion.offsets, exclusion.rows
+        scores = np.empty((num_queries, k), dtype=np.float32)
+        out_rows = np.empty((num_queries, k), dtype=np.int64)
+        candidates = np.zeros(num_queries, dtype=np.int64)
+        if num_queries:
+            lsh_search(
+                queries.numpy(), self._planes.numpy(), self._vectors.numpy(), entries, offsets,
+                self._bits, self._prefix_bits, self.num_probes, k, min(num_queries, 4 * numba.get_num_threads()),
+                exclude_offsets, exclude_rows, scores, out_rows, candidates,
+            )  # fmt: skip
+        self._last_candidates = torch.from_numpy(candidates)
+        return scores, out_rows
+
+    def _state(self) -> dict[str, np.ndarray]:
+        if len(self) == 0:
+            return {}
+        entries, offsets = self._ready()
+        assert self._planes is not None
+        return {"vectors": self._vectors.numpy(), "planes": self._planes.numpy(), "entries": entries, "prefix_offsets": offsets}
+
+    def _restore(self, state: Mapping[str, np.ndarray], count: int, path: str) -> None:
+        self._clear()
+        if count == 0:
+            return
+        planes = state.get("planes")
+        if planes is None or planes.ndim != 2 or planes.shape[0] % self.num_tables:
+            raise CheckpointError(f"{path}: LSH 'planes' array is missing or not (num_tables * bits, dim)")
+        bits = planes.shape[0] // self.num_tables
+        if (self.num_bits is not None and bits != self.num_bits) or not 1 <= bits <= _MAX_BITS:
+            raise CheckpointError(f"{path}: LSH planes give {bits} bits per code, parameters say {self.num_bits}")
+        expected = {
+            "vectors": (count, self._dim),
+            "planes": (self.num_tables * bits, self._dim),
+            "entries": (self.num_tables, count),
+            "prefix_offsets": (self.num_tables, (1 << prefix_bits_for(count, bits)) + 1),
+        }
+        for name, shape in expected.items():
+            if name not in state or state[name].shape != shape:
+                found = state[name].shape if name in state else "missing"
+                raise CheckpointError(f"{path}: LSH array {name!r} should have shape {shape}, found {found}")
+        self._vectors = torch.from_numpy(np.ascontiguousarray(state["vectors"], dtype=np.float32))
+        self._planes = torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float32))
+        self._bits = bits
+        self._prefix_bits = prefix_bits_for(count, bits)
+        self._tables = (
+            np.ascontiguousarray(state["entries"], dtype=np.int64),
+            np.ascontiguousarray(state["prefix_offsets"], dtype=np.int32),
+        )
