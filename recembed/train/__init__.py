@@ -50,3 +50,23 @@ __all__ = [
     "rmse",
     "save_checkpoint",
 ]
+
+# The training run (config, loop, export) is loaded on first use: it pulls in the data and
+# model layers, which the utilities above do not need.
+_RUN_NAMES = {
+    "RunConfig": "recembed.train.config",
+    "load_config": "recembed.train.config",
+    "Trainer": "recembed.train.loop",
+    "FitResult": "recembed.train.loop",
+    "evaluate_checkpoint": "recembed.train.loop",
+    "export_embeddings": "recembed.train.export",
+}
+__all__ += list(_RUN_NAMES)
+
+
+def __getattr__(name: str):
+    if name in _RUN_NAMES:
+        import importlib
+
+        return getattr(importlib.import_module(_RUN_NAMES[name]), name)
+    raise AttributeError(f"module 'recembed.train' has no attribute {name!r}")

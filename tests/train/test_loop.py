@@ -26,9 +26,11 @@ def tiny_config(task: str, **sections) -> RunConfig:
         "model": {"embedding_dim": 8, "tower_dims": [16, 8], "bottom_mlp": [8], "top_mlp": [8],
                   "deep_mlp": [16]},
         "train": {"task": task, "epochs": 2, "batch_size": 64, "threads": 1, "progress": "none",
-                  "early_stopping": False},
+                  "early_stopping": False, "plot": False},
         "eval": {"ks": [5]},
     }
+    if task == "ctr":
+        values["train"]["dense_lr"] = 0.01  # few steps: the MLPs need a larger step to learn
     for section, entries in sections.items():
         values.setdefault(section, {}).update(entries)
     return RunConfig.from_dict(values)
@@ -109,7 +111,7 @@ def test_dense_optimizer_state_is_checkpointed_for_models_with_mlps(tmp_path):
 
 
 def test_outputs_are_written(tmp_path):
-    result = fit(tiny_config("rating"), tmp_path)
+    result = fit(tiny_config("rating", train={"plot": True}), tmp_path)
     summary = json.loads((tmp_path / "metrics.json").read_text())
     assert summary["rmse"] == result.metrics["rmse"] and summary["epochs"] == 2
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -160,3 +162,65 @@ def test_tensorboard_logs_scalars_and_the_projector(tmp_path):
     assert "projector_config.pbtxt" in files
     metadata = next((tmp_path / "tb").rglob("metadata.tsv")).read_text().splitlines()
     assert metadata[0] == "item\ttrain_count" and len(metadata) == 51  # header + every item
+
+
+def test_csv_files_with_a_feature_spec_feed_the_rating_and_ctr_tasks(tmp_path):
+    ratings = tmp_path / "ratings.csv"
+    rows = [f"u{u},m{(u * 7 + j) % 30},{1 + (u + j) % 5},{1000 + j}" for u in range(40) for j in range(12)]
+    ratings.write_text("userId,movieId,rating,timestamp\n" + "\n".join(rows) + "\n")
+    spec = {"sparse": [{"name": "user", "column": "userId"}, {"name": "item", "column": "movieId"}],
+            "label": "rating", "timestamp": "timestamp"}
+    result = fit(tiny_config("rating", data={"source": "csv", "path": str(ratings), "spec": spec,
+                                             "split": "leave_last_out"}), tmp_path / "mf")
+    assert result.metrics["rmse"] > 0
+    state = torch.load(tmp_path / "mf" / "model.pt", weights_only=True)
+    assert state["id_maps"]["user_factors"][:2] == ["<oov>", "u0"]  # raw string ids, by frequency
+
+    clicks = tmp_path / "clicks.csv"
+    lines = [f"{(i * 5) % 7 > 2:d},{i % 13},{i % 9},g{i % 4}|g{(i + 1) % 4},{i % 3}" for i in range(600)]
+    clicks.write_text("clicked,ad,site,genres,count\n" + "\n".join(lines) + "\n")
+    spec = {"sparse": [{"name": "ad"}, {"name": "site", "vocab": "hash", "num_buckets": 16},
+                       {"name": "genres", "separator": "|"}],
+            "dense": [{"name": "count", "transform": "log1p"}], "label": "clicked"}
+    result = fit(tiny_config("ctr", data={"source": "csv", "path": str(clicks), "spec": spec},
+                             model={"kind": "dcnv2"}), tmp_path / "ctr")
+    assert 0.0 <= result.metrics["auc"] <= 1.0
+
+
+def test_a_criteo_training_file_is_streamed_when_a_test_file_is_given(tmp_path):
+    from recembed.data import make_ctr_dataset
+
+    for name, seed in (("train.tsv", 0), ("test.tsv", 1)):
+        make_ctr_dataset(800, 26, 13, cardinalities=10, seed=seed).write_criteo_tsv(tmp_path / name)
+    config = tiny_config("ctr", data={"source": "criteo", "path": str(tmp_path / "train.tsv"),
+                                      "test_path": str(tmp_path / "test.tsv"), "criteo": {"num_buckets": 32}})
+    task = make_task(config)
+    task.load_data()
+    assert task.num_train_samples is None and task.data.num_rows["C1"] == 32
+    result = fit(config, tmp_path / "run", task=task)
+    assert len(result.history.epochs) == 2 and 0.0 <= result.metrics["auc"] <= 1.0
+
+
+def test_a_bad_feature_entry_names_its_valid_keys(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("a,label\n1,0\n2,1\n")
+    config = tiny_config("ctr", data={"source": "csv", "path": str(path),
+                                      "spec": {"sparse": [{"name": "a", "colum": "a"}]}}, model={"kind": "dcnv2"})
+    with pytest.raises(ConfigError, match=r"data.spec.sparse\[0\].*valid keys: name, column, separator"):
+        fit(config, tmp_path)
+
+
+def test_lr_decay_drives_fused_and_dense_learning_rates_each_epoch(tmp_path):
+    config = tiny_config("ctr", model={"embedding_lr": 0.04}, train={"epochs": 3, "lr_decay": 0.5})
+    trainer = Trainer(config, out_dir=tmp_path, log=io.StringIO())
+    trainer.fit()
+    # The third epoch (index 2) trains with 0.5 ** 2 of each base rate.
+    assert float(trainer.model.embeddings.fused.state["t_C1"].lr) == pytest.approx(0.01)
+    assert trainer.dense_optimizer.param_groups[0]["lr"] == pytest.approx(0.0025)
+
+
+def test_a_fresh_run_replaces_the_checkpoints_of_an_earlier_run_in_its_folder(tmp_path):
+    fit(tiny_config("rating", train={"epochs": 3}), tmp_path)
+    fit(tiny_config("rating", train={"epochs": 1}), tmp_path)
+    names = [p.name for p in (tmp_path / "checkpoints").iterdir()]
+    assert names == ["checkpoint-000000000001.pt"]
