@@ -51,6 +51,24 @@ class FusedOptimizer(torch.optim.Optimizer):
         ]
         super().__init__(groups, defaults={})
 
+    @classmethod
+    def combine(cls, optimizers: "list[FusedOptimizer | None]") -> "FusedOptimizer | None":
+        """One optimizer face over several (e.g. a collection's group and its compressed tables')."""
+        present = [o for o in optimizers if o is not None]
+        if not present:
+            return None
+        if len(present) == 1:
+            return present[0]
+        weights, states = {}, {}
+        for optimizer in present:
+            for group in optimizer.param_groups:
+                name = group["table"]
+                if name in weights:  # sub-tables of different tables may share a name
+                    name = f"{name}#{len(weights)}"
+                weights[name] = group["params"][0]
+                states[name] = group._state
+        return cls(weights, states)
+
     def step(self, closure=None):  # noqa: D102 - the update already happened in backward
         return closure() if closure is not None else None
 

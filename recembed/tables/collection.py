@@ -28,6 +28,7 @@ from recembed.sparse import JaggedTensor, KeyedJaggedTensor, KeyedTensor
 from dataclasses import fields as dataclass_fields
 
 from recembed.tables.config import BaseEmbeddingConfig, EmbeddingBagConfig, EmbeddingConfig, PoolingType
+from recembed.optim.fused_optimizer import FusedOptimizer
 from recembed.tables.fused_group import FusedTableGroup
 from recembed.tables.ids import ids_to_rows
 from recembed.kernels.lookup import sequence_lookup
@@ -137,7 +138,7 @@ class EmbeddingBagCollection(nn.Module):
         """A ``torch.optim.Optimizer`` over the fused tables' learning rates (for LR schedulers),
         or None when no table has a fused optimizer. Its ``step()`` does nothing: the update
         happens in ``loss.backward()``."""
-        return None if self.fused is None else self.fused.optimizer()
+        return _fused_optimizer(self.fused, self.embedding_bags)
 
     def forward(self, features: KeyedJaggedTensor) -> KeyedTensor:
         """Pool every feature: ``features`` with stride B -> KeyedTensor (B, sum of dims)."""
@@ -185,7 +186,7 @@ class EmbeddingCollection(nn.Module):
 
     def fused_optimizer(self):
         """The fused tables' ``torch.optim.Optimizer`` face for LR schedulers, or None."""
-        return None if self.fused is None else self.fused.optimizer()
+        return _fused_optimizer(self.fused, self.embeddings)
 
     @classmethod
     def from_pretrained(
@@ -209,6 +210,9 @@ class EmbeddingCollection(nn.Module):
                 vectors = self.fused(single)[0][:, lo:hi]
             elif hasattr(table, "lookup_sequence"):
                 vectors = table.lookup_sequence(piece.ids, feature=piece.name)
+            elif _builder(table.config) is not None:  # a pooled-only table: bags of one id each
+                unit = torch.arange(piece.ids.numel() + 1, dtype=torch.int64, device=piece.ids.device)
+                vectors = table.lookup(piece.ids, unit, None, feature=piece.name)
             else:
                 c = table.config
                 rows = ids_to_rows(piece.ids, c, piece.name)
@@ -216,6 +220,14 @@ class EmbeddingCollection(nn.Module):
                                           c.scale_grad_by_freq, c.sparse)
             out[piece.name] = JaggedTensor.from_embeddings(vectors, offsets=piece.offsets, weights=piece.weights)
         return out
+
+
+def _fused_optimizer(group: FusedTableGroup | None, tables: TableDict) -> FusedOptimizer | None:
+    """One optimizer face over the group's tables and the fused sub-tables of built tables."""
+    parts = [None if group is None else group.optimizer()]
+    parts += [m.fused_optimizer() for m in tables.values()
+              if _builder(m.config) is not None and callable(getattr(m, "fused_optimizer", None))]
+    return FusedOptimizer.combine(parts)
 
 
 def _builder(cfg: BaseEmbeddingConfig):
@@ -233,7 +245,8 @@ def _table_module(cfg: EmbeddingBagConfig, device: torch.device | str | None) ->
 def _sequence_table_module(cfg: EmbeddingConfig, device: torch.device | str | None) -> nn.Module:
     builder = _builder(cfg)
     if builder is not None:
-        return builder.build(cfg, device)
+        # Built as a SUM-pooled table; the collection feeds it bags of one id (a sequence lookup).
+        return builder.build(_as_bag_config(cfg), device)
     return Embedding(cfg.num_embeddings, cfg.embedding_dim, config=cfg, device=device)
 
 

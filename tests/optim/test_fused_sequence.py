@@ -27,3 +27,25 @@ def test_fused_sequence_lookup_matches_embedding_plus_sgd():
     opt.step()
     torch.testing.assert_close(ec.embeddings["items"].weight, ref.weight.detach())
     assert ec.embeddings["cats"].weight.grad is not None  # the plain table kept autograd
+
+
+def test_compressed_table_in_embedding_collection_and_schedulers_reach_sub_tables():
+    from recembed.compress import BloomSpec, QRSpec
+
+    ec = rec.EmbeddingCollection([rec.EmbeddingConfig(
+        name="q", num_embeddings=1000, embedding_dim=4, feature_names=["a"],
+        compression=BloomSpec(compression_ratio=0.2, num_hashes=2), optimizer="sgd", lr=0.1)])
+    out = ec(rec.KeyedJaggedTensor.from_lists({"a": [[1, 2], [999]]}))["a"].values()
+    table = ec.embeddings["q"]
+    torch.testing.assert_close(out[2:], table.lookup(torch.tensor([999]), torch.tensor([0, 1]), None, feature="a"))
+    ebc = rec.EmbeddingBagCollection([
+        rec.EmbeddingBagConfig(name="q", num_embeddings=1000, embedding_dim=4, feature_names=["a"],
+                               compression=QRSpec(num_collisions=10, operation="mult"), optimizer="adam", lr=0.1),
+        rec.EmbeddingBagConfig(name="p", num_embeddings=100, embedding_dim=4, feature_names=["b"], optimizer="sgd"),
+    ])
+    optimizer = ebc.fused_optimizer()
+    assert len(optimizer.param_groups) == 3  # the plain table and both QR sub-tables
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    optimizer.step()
+    scheduler.step()
+    assert [g["lr"] for g in optimizer.param_groups] == [0.5 * 0.01, 0.05, 0.05]
