@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -112,12 +113,15 @@ def main() -> None:
                              "all_loop": loop, "all_raw": raw}
             rows.append((name, best_loop, best_raw, best_loop / best_raw))
 
-    print(f"\ntraining throughput, {threads} thread(s), best of {args.repeats}; target loop/raw >= 0.80")
+    load = os.getloadavg()[0]  # other work on the machine competes with the loader thread
+    print(f"\ntraining throughput, {threads} thread(s), best of {args.repeats}, load average {load:.1f} on "
+          f"{os.cpu_count()} cores; target loop/raw >= 0.80")
     print(f"{'workload':<12} {'loop samples/s':>15} {'raw samples/s':>15} {'loop/raw':>9}")
     for name, loop, raw, ratio in rows:
         print(f"{name:<12} {loop:>15,.0f} {raw:>15,.0f} {ratio:>9.2f}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"threads": threads, "scale": args.scale, "results": results}, indent=1))
+    RESULTS.write_text(json.dumps({"threads": threads, "scale": args.scale, "load_average": load,
+                                   "cores": os.cpu_count(), "results": results}, indent=1))
     print(f"wrote {RESULTS}")
 
 

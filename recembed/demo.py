@@ -95,8 +95,22 @@ def run_demo(quick: bool = False, out_dir: Optional[str | Path] = None, threads:
         summary = {"dlrm": _click_model(sizes, folder, threads, out)}
         summary.update(_ratings_model(sizes, folder, threads, out))
         summary["seconds"] = time.perf_counter() - started
-    print(f"\ndemo finished in {summary['seconds']:.0f} s", file=out)
+    _print_summary(summary, out)
     return summary
+
+
+def _print_summary(summary: dict, out: TextIO) -> None:
+    d, m, n, t = summary["dlrm"], summary["mf"], summary["nearest"], summary["two_stage"]
+    _say(out, "\n== summary")
+    _say(out, f"   DLRM   test AUC {d['auc']:.4f}  vs teacher ceiling {d['teacher_auc']:.4f}  "
+              f"(gap {d['teacher_auc'] - d['auc']:.4f})")
+    _say(out, f"   MF     test RMSE {m['rmse']:.4f}  (mean predictor {m['mean_rmse']:.4f}, "
+              f"noise-free generator {m['generator_rmse']:.4f})")
+    _say(out, f"   items  learned neighbours' true cosine {n['mean_true_cosine']:+.2f}  "
+              f"(random pairs {n['random_true_cosine']:+.2f})")
+    _say(out, f"   recs   expected rating of the top picks {t['picked']:.2f}  (user's best possible {t['ideal']:.2f}, "
+              f"random unseen item {t['random']:.2f})")
+    _say(out, f"   demo finished in {summary['seconds']:.0f} s")
 
 
 def _say(out: TextIO, text: str = "") -> None:
@@ -133,7 +147,8 @@ def _ratings_model(sizes: dict, folder: Path, threads: int, out: TextIO) -> dict
     model = result.model
     neighbours = _nearest_items(model, truth, task, out)
     picks = _two_stage(model, truth, task, out)
-    return {"mf": {"rmse": rmse, "mae": result.metrics["mae"], "generator_rmse": floor},
+    return {"mf": {"rmse": rmse, "mae": result.metrics["mae"], "generator_rmse": floor,
+                   "mean_rmse": _rmse(task.global_mean, test.ratings)},
             "nearest": neighbours, "two_stage": picks}
 
 
@@ -159,7 +174,7 @@ def _nearest_items(model, truth, task, out: TextIO, count: int = 3, k: int = 5) 
     sample = np.random.default_rng(0).integers(0, vectors.shape[0], (200, 2))
     baseline = float(np.mean([_cosine(truth.item_factors[[a]], truth.item_factors[b])[0] for a, b in sample]))
     _say(out, f"   mean true cosine of these neighbours {np.mean(true_cosines):+.2f} (random pairs {baseline:+.2f})")
-    return found
+    return {"neighbours": found, "mean_true_cosine": float(np.mean(true_cosines)), "random_true_cosine": baseline}
 
 
 def _two_stage(model, truth, task, out: TextIO, users: int = 3, recall: int = 50, top: int = 5) -> dict:
@@ -172,7 +187,7 @@ def _two_stage(model, truth, task, out: TextIO, users: int = 3, recall: int = 50
     seen = [task.train.item_rows[task.train.user_rows == u].tolist() for u in range(users)]
     user_vectors = model.user_vectors()[:users]
     _, candidates = index.search(user_vectors, min(recall, items.shape[0] - max(map(len, seen))), exclude=seen)
-    raw, picks = task.events.item_ids, {}
+    raw, picks, means = task.events.item_ids, {}, {"picked": [], "ideal": [], "random": []}
     for user in range(users):
         cand = candidates[user][candidates[user] >= 0]
         with torch.no_grad():
@@ -181,11 +196,13 @@ def _two_stage(model, truth, task, out: TextIO, users: int = 3, recall: int = 50
         best = cand[order].numpy()
         expected = np.clip(truth.expected_ratings(np.full(len(best), user), best), 1, 5)
         unseen = np.setdiff1d(np.arange(items.shape[0]), seen[user])
-        ideal = np.sort(np.clip(truth.expected_ratings(np.full(len(unseen), user), unseen), 1, 5))[::-1][:top]
+        unseen_expected = np.clip(truth.expected_ratings(np.full(len(unseen), user), unseen), 1, 5)
+        ideal = np.sort(unseen_expected)[::-1][:top]
         shown = ", ".join(f"{raw[i]} ({p:.1f}*)" for i, p in zip(best, scores[order].tolist()))
         _say(out, f"   user {task.events.user_ids[user]}: {shown}")
         _say(out, f"      expected rating of these {expected.mean():.2f}; of the user's true best {top} unseen items "
-                  f"{ideal.mean():.2f}; of a random unseen item "
-                  f"{np.clip(truth.expected_ratings(np.full(len(unseen), user), unseen), 1, 5).mean():.2f}")
+                  f"{ideal.mean():.2f}; of a random unseen item {unseen_expected.mean():.2f}")
         picks[str(task.events.user_ids[user])] = [str(raw[i]) for i in best]
-    return picks
+        for key, values in (("picked", expected), ("ideal", ideal), ("random", unseen_expected)):
+            means[key].append(float(values.mean()))
+    return {"picks": picks, **{key: float(np.mean(v)) for key, v in means.items()}}
