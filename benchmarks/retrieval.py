@@ -15,9 +15,14 @@ components whose noise is half of / as large as the spread of the centres. In 64
 dimensions the wide mixture's neighbours sit at ~45 degrees among cluster mates at ~60,
 which is hard for any hashing scheme.
 
+On a machine shared with other work, multi-threaded BLAS/OpenMP code (the exact matmul,
+faiss) loses more to the contention than numba's independent query blocks, which
+inflates the LSH-over-exact ratios; ``--threads 1`` gives steadier ratios.
+
 Usage:
     python benchmarks/retrieval.py                         # 1,000,000 x 64, 2,000 queries
     python benchmarks/retrieval.py --n 100000 --queries 500 --skip-graphs   # quick run
+    python benchmarks/retrieval.py --threads 1 --skip-graphs --out benchmarks/results/retrieval_1thread.json
 """
 
 from __future__ import annotations
@@ -147,6 +152,8 @@ def build_contenders(args, vectors: np.ndarray, graphs: bool) -> list[tuple[Row,
                 graph.init_index(max_elements=len(vectors), M=16, ef_construction=args.hnsw_ef_construction, random_seed=0)
                 graph.add_items(vectors, np.arange(len(vectors)))
                 graph.set_ef(64)
+                if args.threads:
+                    graph.set_num_threads(args.threads)
 
             _, seconds = timed(build_graph)
             name = f"hnswlib M=16 efC={args.hnsw_ef_construction} ef=64"
@@ -233,12 +240,22 @@ def main(argv: Optional[list[str]] = None) -> None:
         help="datasets on which to build the HNSW rivals ('all' for every one); each 1M-row graph takes minutes",
     )
     parser.add_argument("--hnsw-ef-construction", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=0, help="threads for torch, numba, faiss, hnswlib (0: library defaults)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=RESULTS)
     args = parser.parse_args(argv)
 
     import numba
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        numba.set_num_threads(args.threads)
+        try:
+            import faiss
+
+            faiss.omp_set_num_threads(args.threads)
+        except ImportError:
+            pass
     environment = {
         "python": platform.python_version(),
         "torch": torch.__version__,
