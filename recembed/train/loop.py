@@ -96,13 +96,14 @@ def _threads(count: int) -> Iterator[None]:
     import numba
 
     old_torch, old_numba = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(count)
+    # numba first: starting its thread pool can reset torch's thread count.
     numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
+    torch.set_num_threads(count)
     try:
         yield
     finally:
-        torch.set_num_threads(old_torch)
         numba.set_num_threads(old_numba)
+        torch.set_num_threads(old_torch)
 
 
 def _flatten(values: dict, prefix: str = "") -> dict:
