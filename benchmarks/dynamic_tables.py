@@ -166,8 +166,8 @@ def standard_workload(args) -> dict:
     del plain, dyn, plain_batches, dyn_batches
     gc.collect()
 
-    policies = {"lru": {}, "lfu": dict(eviction="lfu"), "lru+ttl=20": dict(ttl=20),
-                "lru+min_count=2 exact": dict(min_count=2), "lru+min_count=2 count_min": dict(min_count=2, counter="count_min")}
+    policies = {"lru": {}, "lfu": {"eviction": "lfu"}, "lru+ttl=20": {"ttl": 20},
+                "lru+min_count=2 exact": {"min_count": 2}, "lru+min_count=2 count_min": {"min_count": 2, "counter": "count_min"}}
     out["map_ms"] = {}
     for name, policy in policies.items():
         if args.quick and name not in ("lru", "lfu"):
@@ -178,9 +178,9 @@ def standard_workload(args) -> dict:
         limit = int(2.5 * out["map_detail"]["lru"]["warm_batches"]) if "map_detail" in out else 10_000
         warm = _fill(maps, streams, args.warm, limit=limit)
         batches = [[s.next(PER_TABLE) for s in streams] for _ in range(steps)]
-        recycled = []
+        recycled: list[int] = []
 
-        def map_all(per_table):
+        def map_all(per_table, maps=maps, recycled=recycled):
             for m, ids in zip(maps, per_table):
                 m.advance()
                 recycled.append(m.assign(ids)[1].size)
@@ -201,7 +201,11 @@ def standard_workload(args) -> dict:
 def _torchrec_mch(capacity: int):
     warnings.filterwarnings("ignore")
     from torchrec.modules.embedding_configs import EmbeddingConfig
-    from torchrec.modules.mc_modules import LRU_EvictionPolicy, ManagedCollisionCollection, MCHManagedCollisionModule
+    from torchrec.modules.mc_modules import (
+        LRU_EvictionPolicy,
+        ManagedCollisionCollection,
+        MCHManagedCollisionModule,
+    )
     from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
     module = MCHManagedCollisionModule(zch_size=capacity, device=torch.device("cpu"),
@@ -247,7 +251,7 @@ def mch_comparison(args) -> dict:
     print(f"recembed IdRowMap: {mine['ids']:,} ids in {mine['seconds']:.1f} s", flush=True)
     try:
         remap = _torchrec_mch(args.capacity)
-    except Exception as exc:  # torchrec is optional
+    except (ImportError, OSError, RuntimeError) as exc:  # torchrec is optional
         print(f"TorchRec MCH skipped: {type(exc).__name__}: {exc}")
         out["torchrec_mch"] = {"skipped": f"{type(exc).__name__}: {exc}"}
         return out
@@ -269,19 +273,19 @@ def report(results: dict) -> None:
         print(f"\n## Standard workload: {TABLES} tables x {std['capacity']:,} rows x {DIM} dims, batch {BATCH}, "
               f"{BAG} ids/bag, fused {std['optimizer']} (medians of {std['steps']} batches; plain and dynamic "
               "steps alternate)")
-        print(f"| {'what (per batch, 8 tables)':<44} | {'ms':>8} | {'vs plain fused step':>19} |")
-        print(f"|{'-' * 46}|{'-' * 10}|{'-' * 21}|")
-        print(f"| {'plain fused step':<44} | {plain:>8.1f} | {'1.00x':>19} |")
+        print(f"| {'what (per batch, 8 tables)':<52} | {'ms':>8} | {'vs plain fused step':>19} |")
+        print(f"|{'-' * 54}|{'-' * 10}|{'-' * 21}|")
+        print(f"| {'plain fused step':<52} | {plain:>8.1f} | {'1.00x':>19} |")
         dyn = std["dynamic_step_ms"]
-        print(f"| {'dynamic fused step (lru), all of it':<44} | {dyn:>8.1f} | {dyn / plain:>18.2f}x |")
-        print(f"| {'  of which mapping (lookup+insert+evict)':<44} | {std['map_in_step_ms']:>8.1f} | "
+        print(f"| {'dynamic fused step (lru), all of it':<52} | {dyn:>8.1f} | {dyn / plain:>18.2f}x |")
+        print(f"| {'  of which mapping (lookup+insert+evict)':<52} | {std['map_in_step_ms']:>8.1f} | "
               f"{std['map_in_step_ms'] / plain:>18.1%} |")
-        print(f"| {'  of which refreshing recycled rows':<44} | {std['refresh_in_step_ms']:>8.1f} | "
+        print(f"| {'  of which refreshing recycled rows':<52} | {std['refresh_in_step_ms']:>8.1f} | "
               f"{std['refresh_in_step_ms'] / plain:>18.1%} |")
         for name, ms in std["map_ms"].items():
             detail = std["map_detail"][name]
             label = f"mapping only, {name} ({detail['fill']:.0%} full)"
-            print(f"| {label:<44} | {ms:>8.1f} | {ms / plain:>18.1%} |")
+            print(f"| {label:<52} | {ms:>8.1f} | {ms / plain:>18.1%} |")
     mch = results.get("mch")
     if mch:
         print(f"\n## Id mapping vs TorchRec MCH: capacity {mch['capacity']:,}, batches of {mch['batch_ids']:,} ids, "
@@ -318,7 +322,7 @@ def main() -> None:
     parser.add_argument("--drift", type=float, default=0.5, help="vocabulary drift, ranks per batch")
     parser.add_argument("--rival-seconds", type=float, default=180.0, help="time budget for TorchRec MCH")
     parser.add_argument("--parts", default="standard,mch")
-    parser.add_argument("--threads", type=int, default=2, help="torch and numba threads")
+    parser.add_argument("--threads", default="2,1", help="torch and numba thread counts to run with, e.g. 2,1")
     parser.add_argument("--quick", action="store_true", help="capacity 100k, 5 steps, 5M ids, 30 s for MCH")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "dynamic_tables.json"))
     args = parser.parse_args()
@@ -326,19 +330,24 @@ def main() -> None:
         args.capacity, args.steps, args.warm, args.ids, args.rival_seconds = 100_000, 5, 3, 5_000_000, 30.0
     import numba
 
-    torch.set_num_threads(args.threads)
-    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     results: dict = {"args": {k: v for k, v in vars(args).items() if k != "out"},
-                     "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                                 "numba_threads": numba.get_num_threads(), "load_average_at_start": os.getloadavg()}}
+                     "machine": {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()}, "runs": {}}
     parts = args.parts.split(",")
-    if "standard" in parts:
-        results["standard"] = standard_workload(args)
-    if "mch" in parts:
-        results["mch"] = mch_comparison(args)
+    for threads in (int(t) for t in args.threads.split(",")):
+        torch.set_num_threads(threads)
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        print(f"\n# {threads} thread(s)", flush=True)
+        run: dict = {"torch_threads": torch.get_num_threads(), "numba_threads": numba.get_num_threads()}
+        if "standard" in parts:
+            run["standard"] = standard_workload(args)
+        if "mch" in parts:
+            run["mch"] = mch_comparison(args)
+        results["runs"][str(threads)] = run
     results["machine"]["load_average_at_end"] = os.getloadavg()
-    report(results)
-    print(f"load average at start / end: {results['machine']['load_average_at_start']} / "
+    for threads, run in results["runs"].items():
+        print(f"\n# torch and numba threads: {threads}")
+        report(run)
+    print(f"\nload average at start / end: {results['machine']['load_average_at_start']} / "
           f"{results['machine']['load_average_at_end']} on {os.cpu_count()} cpus")
     _write_json(Path(args.out), results)
     print(f"\nwrote {args.out}")

@@ -22,7 +22,13 @@ Example:
 """
 
 from recembed.dynamic.id_map import IdRowMap
-from recembed.dynamic.spec import AdmissionCounter, DefaultRow, DynamicSpec, Eviction, IdType
+from recembed.dynamic.spec import (
+    AdmissionCounter,
+    DefaultRow,
+    DynamicSpec,
+    Eviction,
+    IdType,
+)
 from recembed.dynamic.table import DynamicEmbeddingTable
 
 __all__ = ["AdmissionCounter", "DefaultRow", "DynamicEmbeddingTable", "DynamicSpec", "Eviction", "IdRowMap", "IdType"]

@@ -21,24 +21,60 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from recembed.dynamic._hashing import counter_add, counter_delete, map_delete, map_find, map_insert, sketch_add
-from recembed.dynamic._heap import COUNT, GEN, ID, LAST, STAMP, heap_pop, heap_push, heap_rebuild, row_key
+from recembed.dynamic._hashing import (
+    counter_add,
+    counter_delete,
+    home_slot,
+    map_delete,
+    map_find,
+    map_insert,
+    sketch_add,
+)
+from recembed.dynamic._heap import (
+    COUNT,
+    GEN,
+    ID,
+    LAST,
+    SLOT,
+    STAMP,
+    heap_pop,
+    heap_push,
+    heap_rebuild,
+    row_key,
+)
+from recembed.dynamic._prefetch import prefetch_row
 from recembed.dynamic._queue import queue_is_current, queue_push
 
-__all__ = ["assign_rows", "find_rows", "rebuild_map", "place_ids", "NFREE", "Q_HEAD", "Q_TAIL", "HEAP", "PENDING",
-           "LIVE", "STAMPS", "NONE", "LRU", "LFU", "EXACT", "COUNT_MIN"]
+__all__ = [
+    "COUNT_MIN",
+    "EXACT",
+    "HEAP",
+    "LFU",
+    "LIVE",
+    "LRU",
+    "NFREE",
+    "NONE",
+    "PENDING",
+    "Q_HEAD",
+    "Q_TAIL",
+    "STAMPS",
+    "assign_rows",
+    "find_rows",
+    "place_ids",
+    "rebuild_map",
+]
 
 #: Slots of the ``scal`` int64 array.
 NFREE, Q_HEAD, Q_TAIL, HEAP, PENDING, LIVE, STAMPS = 0, 1, 2, 3, 4, 5, 6
 NONE, LRU, LFU = 0, 1, 2
 EXACT, COUNT_MIN = 0, 1
+_AHEAD = 16  # ids between a prefetch and the use of what it loads
 
 
-@numba.njit
+@numba.njit(inline="always")
 def _release(slots, smask, meta, scal, row):
     """Take ``row`` from its id: the id leaves the map and the row's generation moves on."""
-    s = map_find(slots, smask, meta[row, ID])
-    map_delete(slots, smask, s)
+    map_delete(slots, smask, meta[row, SLOT], meta, SLOT)
     meta[row, LAST] = -1
     meta[row, GEN] += 1
     scal[LIVE] -= 1
@@ -53,7 +89,7 @@ def _stamp(meta, scal, queue, use_queue, row):
         scal[Q_HEAD], scal[Q_TAIL] = queue_push(queue, scal[Q_HEAD], scal[Q_TAIL], meta, row, scal[STAMPS])
 
 
-@numba.njit
+@numba.njit(inline="always")
 def _queue_victim(queue, scal, meta, step, ttl, expired_only):
     """The least recently used row if it may go now (expired, or just not in use); else -1."""
     head, tail = scal[Q_HEAD], scal[Q_TAIL]
@@ -100,24 +136,6 @@ def _heap_victim(heap, scal, meta, step, aside, n_aside):
     return -1, aside, n_aside
 
 
-@numba.njit
-def _take_row(slots, smask, meta, free, scal, queue, heap, step, ttl, eviction, aside, n_aside):
-    """A row for a newly admitted id (-1 when none may be taken now), and the parked heap entries."""
-    if scal[NFREE] > 0:
-        scal[NFREE] -= 1
-        return free[scal[NFREE]], aside, n_aside
-    row = -1
-    if ttl > 0:
-        row = _queue_victim(queue, scal, meta, step, ttl, True)
-    if row < 0 and eviction == LRU:
-        row = _queue_victim(queue, scal, meta, step, ttl, False)
-    elif row < 0 and eviction == LFU:
-        row, aside, n_aside = _heap_victim(heap, scal, meta, step, aside, n_aside)
-    if row >= 0:
-        _release(slots, smask, meta, scal, row)
-    return row, aside, n_aside
-
-
 @numba.njit(cache=True, nogil=True)
 def assign_rows(ids, out, step, ttl, min_count, counter_code, eviction, pad_id, has_pad,
                 slots, smask, meta, free, scal, queue, heap, cslots, cmask, climit, sketch, salts):
@@ -132,6 +150,11 @@ def assign_rows(ids, out, step, ttl, min_count, counter_code, eviction, pad_id, 
     miss_pos = np.empty(n, np.int64)
     n_miss = 0
     for i in range(n):
+        if i + _AHEAD < n:
+            prefetch_row(slots, home_slot(ids[i + _AHEAD], smask))
+            near = slots[home_slot(ids[i + _AHEAD // 2], smask), 1]  # usually that id's row, if it has one
+            if near >= 0:
+                prefetch_row(meta, near)
         key = ids[i]
         if has_pad and key == pad_id:
             out[i] = default_row
@@ -141,7 +164,7 @@ def assign_rows(ids, out, step, ttl, min_count, counter_code, eviction, pad_id, 
             row = slots[s, 1]
             last = meta[row, LAST]
             if ttl > 0 and step - last > ttl:
-                map_delete(slots, smask, s)  # expired: the row is free and the id is new again
+                map_delete(slots, smask, s, meta, SLOT)  # expired: the row is free and the id is new again
                 meta[row, LAST] = -1
                 meta[row, GEN] += 1
                 scal[LIVE] -= 1
@@ -187,6 +210,12 @@ def assign_rows(ids, out, step, ttl, min_count, counter_code, eviction, pad_id, 
     n_aside = 0
     n_recycled = 0
     for u in range(n_uniq):
+        if u + _AHEAD < n_uniq:  # the slot of a later new id, and the rows next in the LRU queue
+            prefetch_row(slots, home_slot(uniq_key[u + _AHEAD], smask))
+            if use_queue and scal[Q_HEAD] + _AHEAD < scal[Q_TAIL]:
+                prefetch_row(meta, queue[scal[Q_HEAD] + _AHEAD, 0])
+                near = queue[scal[Q_HEAD] + _AHEAD // 2, 0]
+                prefetch_row(slots, meta[near, SLOT])
         key, occ = uniq_key[u], uniq_occ[u]
         count = occ
         if min_count > 1:
@@ -197,16 +226,27 @@ def assign_rows(ids, out, step, ttl, min_count, counter_code, eviction, pad_id, 
         uniq_row[u] = default_row
         if count < min_count:
             continue
-        row, aside, n_aside = _take_row(slots, smask, meta, free, scal, queue, heap, step, ttl, eviction,
-                                        aside, n_aside)
-        if row < 0:
-            continue  # no row may be taken now; an exact count is kept for next time
+        # A row: a free one, else an expired one, else the LRU / LFU victim.
+        row = -1
+        if scal[NFREE] > 0:
+            scal[NFREE] -= 1
+            row = free[scal[NFREE]]
+        else:
+            if ttl > 0:
+                row = _queue_victim(queue, scal, meta, step, ttl, True)
+            if row < 0 and eviction == LRU:
+                row = _queue_victim(queue, scal, meta, step, ttl, False)
+            elif row < 0 and eviction == LFU:
+                row, aside, n_aside = _heap_victim(heap, scal, meta, step, aside, n_aside)
+            if row < 0:
+                continue  # no row may be taken now; an exact count is kept for next time
+            _release(slots, smask, meta, scal, row)
         if min_count > 1 and counter_code == EXACT:
             scal[PENDING] = counter_delete(cslots, cmask, scal[PENDING], key)
         if meta[row, GEN] > 0:
             recycled[n_recycled] = row
             n_recycled += 1
-        map_insert(slots, smask, key, row)
+        meta[row, SLOT] = map_insert(slots, smask, key, row)
         meta[row, ID] = key
         meta[row, LAST] = step
         meta[row, COUNT] = count
@@ -236,7 +276,10 @@ def _push_heap(heap, scal, meta, row):
 def find_rows(ids, out, step, ttl, pad_id, has_pad, slots, smask, meta):
     """Read-only mapping: live ids to their rows, everything else to the default row."""
     default_row = meta.shape[0]
-    for i in range(ids.shape[0]):
+    n = ids.shape[0]
+    for i in range(n):
+        if i + _AHEAD < n:
+            prefetch_row(slots, home_slot(ids[i + _AHEAD], smask))
         key = ids[i]
         out[i] = default_row
         if has_pad and key == pad_id:
@@ -255,7 +298,7 @@ def rebuild_map(slots, smask, meta):
     live = 0
     for r in range(meta.shape[0]):
         if meta[r, LAST] >= 0:
-            map_insert(slots, smask, meta[r, ID], r)
+            meta[r, SLOT] = map_insert(slots, smask, meta[r, ID], r)
             live += 1
     return live
 
@@ -276,7 +319,7 @@ def place_ids(ids, step, slots, smask, meta, free, scal, queue, use_queue):
     scal[Q_TAIL] = 0
     m = ids.shape[0]
     for k in range(m):
-        map_insert(slots, smask, ids[k], k)
+        meta[k, SLOT] = map_insert(slots, smask, ids[k], k)
         meta[k, ID] = ids[k]
         meta[k, LAST] = step
         meta[k, COUNT] = 1

@@ -20,16 +20,17 @@ import numba
 import numpy as np
 
 __all__ = [
-    "slot_count_for",
-    "map_find",
-    "map_insert",
-    "map_delete",
     "counter_add",
     "counter_delete",
     "counter_forget_older_half",
     "counter_load",
+    "home_slot",
+    "map_delete",
+    "map_find",
+    "map_insert",
     "power_of_two_at_least",
     "sketch_add",
+    "slot_count_for",
 ]
 
 _M1 = np.uint64(0xFF51AFD7ED558CCD)
@@ -68,6 +69,12 @@ def _home(key, mask):
 
 
 @numba.njit(inline="always")
+def home_slot(key, mask):
+    """The slot where the probe for ``key`` starts."""
+    return _home(key, mask)
+
+
+@numba.njit(inline="always")
 def map_find(slots, mask, key):
     """Slot of ``key`` (>= 0), or ``-1 - s`` where ``s`` is the empty slot it would go in."""
     i = _home(key, mask)
@@ -81,24 +88,28 @@ def map_find(slots, mask, key):
 
 @numba.njit(inline="always")
 def map_insert(slots, mask, key, row):
-    """Put ``key -> row`` in the id map (``key`` must be absent)."""
+    """Put ``key -> row`` in the id map (``key`` must be absent); returns its slot."""
     s = map_find(slots, mask, key)
     s = -1 - s
     slots[s, 0] = key
     slots[s, 1] = row
+    return s
 
 
 @numba.njit(inline="always")
 def _in_cyclic_range(lo, x, hi):
     # True when x lies in the cyclic interval (lo, hi].
     if lo <= hi:
-        return lo < x and x <= hi
+        return lo < x <= hi
     return x > lo or x <= hi
 
 
 @numba.njit
-def _shift_delete(table, mask, i, empty):
-    """Backward-shift deletion at slot ``i`` of a linear-probing table whose column 1 is ``empty`` when free."""
+def _shift_delete(table, mask, i, empty, meta, slot_col):
+    """Backward-shift deletion at slot ``i`` of a linear-probing table whose column 1 is ``empty`` when free.
+
+    With ``slot_col >= 0``, column 1 holds rows and ``meta[row, slot_col]`` follows each moved entry.
+    """
     j = i
     while True:
         j = (j + 1) & mask
@@ -109,14 +120,16 @@ def _shift_delete(table, mask, i, empty):
             continue  # the entry at j is still reachable from its home slot
         for c in range(table.shape[1]):
             table[i, c] = table[j, c]
+        if slot_col >= 0:
+            meta[table[i, 1], slot_col] = i
         i = j
     table[i, 1] = empty
 
 
 @numba.njit(inline="always")
-def map_delete(slots, mask, slot):
-    """Remove the entry at ``slot`` of the id map."""
-    _shift_delete(slots, mask, slot, -1)
+def map_delete(slots, mask, slot, meta, slot_col):
+    """Remove the entry at ``slot`` of the id map, keeping ``meta[row, slot_col]`` of moved rows current."""
+    _shift_delete(slots, mask, slot, -1, meta, slot_col)
 
 
 @numba.njit(inline="always")
@@ -195,7 +208,7 @@ def counter_delete(cslots, mask, size, key):
     s = _counter_find(cslots, mask, key)
     if s < 0:
         return size
-    _shift_delete(cslots, mask, s, 0)
+    _shift_delete(cslots, mask, s, 0, cslots[:0], -1)
     return size - 1
 
 
@@ -217,11 +230,9 @@ def sketch_add(sketch, salts, key, occurrences):
     est = np.int64(_INT32_MAX)
     for d in range(depth):
         c = np.int64(sketch[d, np.int64(_fmix(key, salts[d]) & wmask)])
-        if c < est:
-            est = c
+        est = min(est, c)
     new = min(est + occurrences, _INT32_MAX)
     for d in range(depth):
         col = np.int64(_fmix(key, salts[d]) & wmask)
-        if sketch[d, col] < new:
-            sketch[d, col] = new
+        sketch[d, col] = max(sketch[d, col], new)
     return new

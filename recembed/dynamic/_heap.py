@@ -16,15 +16,28 @@ rebuilt from the rows, one entry per live row.
 from __future__ import annotations
 
 import numba
-import numpy as np
 
-__all__ = ["ID", "LAST", "COUNT", "GEN", "STAMP", "META_COLUMNS", "row_key", "heap_push", "heap_pop", "heap_rebuild"]
+__all__ = [
+    "COUNT",
+    "GEN",
+    "ID",
+    "LAST",
+    "META_COLUMNS",
+    "SAVED_META_COLUMNS",
+    "SLOT",
+    "STAMP",
+    "heap_pop",
+    "heap_push",
+    "heap_rebuild",
+    "row_key",
+]
 
-#: Columns of the per-row metadata array ``meta (capacity, 5)`` int64: the owning id, the
-#: last step seen (-1 = free), occurrences since admission, times the row was freed, and
-#: the stamp of its latest first touch in a step.
-ID, LAST, COUNT, GEN, STAMP = 0, 1, 2, 3, 4
-META_COLUMNS = 5
+#: Columns of the per-row metadata array ``meta (capacity, 6)`` int64: the owning id, the
+#: last step seen (-1 = free), occurrences since admission, times the row was freed, the
+#: stamp of its latest first touch in a step, and its id's slot in the id map (so a
+#: release needs no probe; rebuilt, not saved).
+ID, LAST, COUNT, GEN, STAMP, SLOT = 0, 1, 2, 3, 4, 5
+META_COLUMNS, SAVED_META_COLUMNS = 6, 5
 
 
 @numba.njit(inline="always")

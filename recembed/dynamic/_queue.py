@@ -17,7 +17,7 @@ import numba
 
 from recembed.dynamic._heap import LAST, STAMP
 
-__all__ = ["queue_push", "queue_is_current"]
+__all__ = ["queue_is_current", "queue_push"]
 
 
 @numba.njit(inline="always")

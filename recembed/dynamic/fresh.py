@@ -28,7 +28,7 @@ import numba
 import numpy as np
 import torch
 
-__all__ = ["fresh_values"]
+__all__ = ["fresh_values", "write_fresh_rows"]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xFF51AFD7ED558CCD)
@@ -50,11 +50,15 @@ def _fmix(x):
 
 
 @numba.njit(cache=True, nogil=True)
-def _draw(out, rows, generations, seed, kind, a, b):
-    """kind 0: U(a, b); kind 1: N(0, a^2). One hash gives two 32-bit uniforms."""
-    k, d = out.shape
+def _draw(out, targets, rows, generations, seed, kind, a, b):
+    """Fill ``out[targets[i]]`` with row ``rows[i]``'s values; kind 0: U(a, b), kind 1: N(0, a^2).
+
+    One hash gives two 32-bit uniforms (two uniform values, or one Box-Muller pair).
+    """
+    d = out.shape[1]
     salt = _fmix(np.uint64(seed) ^ _GOLDEN)
-    for i in range(k):
+    for i in range(rows.shape[0]):
+        t = targets[i]
         base = _fmix(_fmix(np.uint64(rows[i]) ^ salt) + np.uint64(generations[i]) * _GOLDEN)
         j = 0
         pair = np.uint64(0)
@@ -64,14 +68,14 @@ def _draw(out, rows, generations, seed, kind, a, b):
             u1 = ((x >> _S32) + np.uint64(1)) * 2.0**-32  # in (0, 1]: safe for log
             u2 = (x & _LOW32) * 2.0**-32                   # in [0, 1)
             if kind == 0:
-                out[i, j] = a + (b - a) * u2
+                out[t, j] = a + (b - a) * u2
                 if j + 1 < d:
-                    out[i, j + 1] = a + (b - a) * (u1 - 2.0**-32)
+                    out[t, j + 1] = a + (b - a) * (u1 - 2.0**-32)
             else:
                 r = a * math.sqrt(-2.0 * math.log(u1))
-                out[i, j] = r * math.cos(_TWO_PI * u2)
+                out[t, j] = r * math.cos(_TWO_PI * u2)
                 if j + 1 < d:
-                    out[i, j + 1] = r * math.sin(_TWO_PI * u2)
+                    out[t, j + 1] = r * math.sin(_TWO_PI * u2)
             j += 2
 
 
@@ -88,19 +92,34 @@ def fresh_values(init: object, init_range: tuple[float, float] | None, dim: int,
         seed: the table's seed.
     """
     out = np.zeros((len(rows), dim), np.float32)
-    if len(rows) == 0 or init == "zeros":
-        return out
+    write_fresh_rows(out, np.arange(len(rows), dtype=np.int64), init, init_range, rows, generations, seed)
+    return out
+
+
+def write_fresh_rows(weight: np.ndarray, targets: np.ndarray, init: object, init_range: tuple[float, float] | None,
+                     rows: np.ndarray, generations: np.ndarray, seed: int) -> None:
+    """``weight[targets[i]] = fresh values of rows[i]`` in place (``weight`` float32 ``(R, dim)``).
+
+    ``targets`` and ``rows`` are the same for a table's own rows; :func:`fresh_values` writes
+    into a new ``(K, dim)`` array instead. Same arguments as :func:`fresh_values` otherwise.
+    """
+    if len(rows) == 0:
+        return
+    targets = np.ascontiguousarray(targets, np.int64)
+    if init == "zeros":
+        weight[targets] = 0.0
+        return
     if callable(init) and not isinstance(init, str):
-        values = torch.from_numpy(out)
+        values = torch.zeros(len(rows), weight.shape[1], dtype=torch.float32)
         init(values)
-        return out
+        weight[targets] = values.numpy()
+        return
     rows = np.ascontiguousarray(rows, np.int64)
     generations = np.ascontiguousarray(generations, np.int64)
     if init == "uniform":
         lo, hi = init_range  # type: ignore[misc]
-        _draw(out, rows, generations, seed, 0, float(lo), float(hi))
+        _draw(weight, targets, rows, generations, seed, 0, float(lo), float(hi))
     elif init in ("normal", "scaled_normal"):
-        _draw(out, rows, generations, seed, 1, 1.0 if init == "normal" else 1.0 / dim, 0.0)
+        _draw(weight, targets, rows, generations, seed, 1, 1.0 if init == "normal" else 1.0 / weight.shape[1], 0.0)
     else:  # pragma: no cover - configs validate init names
         raise ValueError(f"unknown init {init!r}")
-    return out

@@ -36,8 +36,18 @@ from __future__ import annotations
 import numpy as np
 
 from recembed.dynamic import _assign as kernels
-from recembed.dynamic._hashing import counter_load, power_of_two_at_least, slot_count_for
-from recembed.dynamic._heap import ID, LAST, META_COLUMNS, heap_rebuild
+from recembed.dynamic._hashing import (
+    counter_load,
+    power_of_two_at_least,
+    slot_count_for,
+)
+from recembed.dynamic._heap import (
+    ID,
+    LAST,
+    META_COLUMNS,
+    SAVED_META_COLUMNS,
+    heap_rebuild,
+)
 
 __all__ = ["IdRowMap"]
 
@@ -172,7 +182,7 @@ class IdRowMap:
         return {
             "step": np.array(self._step, np.int64),
             "stamp": np.array(s[kernels.STAMPS], np.int64),
-            "meta": self.meta.copy(),
+            "meta": self.meta[:, :SAVED_META_COLUMNS].copy(),
             "free_rows": self.free_rows[: s[kernels.NFREE]].copy(),
             "lru_queue": self.lru_queue[s[kernels.Q_HEAD]: s[kernels.Q_TAIL]].copy(),
             "lfu_heap": self.lfu_heap[: s[kernels.HEAP]].copy(),
@@ -183,7 +193,7 @@ class IdRowMap:
     def load_state_arrays(self, state: dict[str, np.ndarray]) -> None:
         """Restore :meth:`state_arrays` output (shapes are checked by the caller)."""
         self._step = int(state["step"])
-        self.meta[:] = state["meta"]
+        self.meta[:, :SAVED_META_COLUMNS] = state["meta"]
         nfree, nq, nh = len(state["free_rows"]), len(state["lru_queue"]), len(state["lfu_heap"])
         self.free_rows[:nfree] = state["free_rows"]
         self.lru_queue[:nq] = state["lru_queue"]
@@ -197,7 +207,7 @@ class IdRowMap:
 
     def expected_shapes(self) -> dict[str, tuple[int, ...]]:
         """Fixed shapes of the saved arrays (the others vary up to a bound)."""
-        return {"meta": self.meta.shape, "sketch": self.sketch.shape}
+        return {"meta": (self.capacity, SAVED_META_COLUMNS), "sketch": self.sketch.shape}
 
     def bounds(self) -> dict[str, int]:
         """Largest row counts of the variable-size saved arrays."""

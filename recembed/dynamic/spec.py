@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # the table module imports the collections; load it only when
     from recembed.dynamic.table import DynamicEmbeddingTable
     from recembed.tables.config import BaseEmbeddingConfig
 
-__all__ = ["DynamicSpec", "Eviction", "AdmissionCounter", "DefaultRow", "IdType"]
+__all__ = ["AdmissionCounter", "DefaultRow", "DynamicSpec", "Eviction", "IdType"]
 
 
 class Eviction(str, enum.Enum):
@@ -123,7 +123,7 @@ class DynamicSpec:
         fix(self, "sketch_depth", _check_int(self.sketch_depth, "sketch_depth", 1))
         fix(self, "seed", _check_int(self.seed, "seed", 0))
 
-    def build(self, config: "BaseEmbeddingConfig", device: torch.device | str | None = None) -> "DynamicEmbeddingTable":
+    def build(self, config: BaseEmbeddingConfig, device: torch.device | str | None = None) -> DynamicEmbeddingTable:
         """The module a collection holds for ``config``'s table."""
         from recembed.dynamic.table import DynamicEmbeddingTable
 

@@ -35,17 +35,22 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from recembed.dynamic._heap import GEN
-from recembed.dynamic.fresh import fresh_values
+from recembed.dynamic.fresh import fresh_values, write_fresh_rows
 from recembed.dynamic.id_map import STATE_KEYS, IdRowMap
 from recembed.dynamic.spec import DefaultRow, DynamicSpec, IdType
-from recembed.errors import ConfigError, InvalidDtypeError, InvalidIdError, ShapeMismatchError
+from recembed.errors import (
+    ConfigError,
+    InvalidDtypeError,
+    InvalidIdError,
+    ShapeMismatchError,
+)
 from recembed.sparse import KeyedJaggedTensor
 from recembed.sparse.hashing import hash_strings
 from recembed.tables.collection import EmbeddingBagCollection
@@ -223,10 +228,15 @@ class DynamicEmbeddingTable(nn.Module):
     @torch.no_grad()
     def _refresh_rows(self, rows: np.ndarray) -> None:
         """Fresh initial values and zero fused-optimizer state for ``rows``."""
-        values = fresh_values(self._init, self._init_range, self.config.embedding_dim, rows,
-                              self.id_map.meta[rows, GEN], self.spec.seed)
+        weight = self.rows_weight().data
+        generations = self.id_map.meta[rows, GEN]
         index = torch.from_numpy(rows)
-        _write_rows(self.rows_weight().data, index, torch.from_numpy(values))
+        if weight.device.type == "cpu" and weight.dtype == torch.float32:
+            write_fresh_rows(weight.numpy(), rows, self._init, self._init_range, rows, generations, self.spec.seed)
+        else:
+            values = fresh_values(self._init, self._init_range, self.config.embedding_dim, rows, generations,
+                                  self.spec.seed)
+            _write_rows(weight, index, torch.from_numpy(values))
         self._zero_state(index)
 
     @torch.no_grad()

@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from recembed.dynamic import DynamicSpec
-from recembed.errors import ConfigError, InvalidDtypeError, InvalidIdError, ShapeMismatchError
+from recembed.errors import (
+    ConfigError,
+    InvalidDtypeError,
+    InvalidIdError,
+    ShapeMismatchError,
+)
 from recembed.sparse import KeyedJaggedTensor
 from recembed.tables import EmbeddingBagCollection, EmbeddingBagConfig
 
@@ -23,15 +28,15 @@ def test_capacity_zero_is_refused():
 
 
 @pytest.mark.parametrize("fields, message", [
-    (dict(min_count=0), "min_count must be >= 1, got 0"),
-    (dict(min_count=1.5), "min_count must be an int, got 1.5"),
-    (dict(ttl=0), r"ttl \(steps a row may go unseen\) must be >= 1, got 0"),
-    (dict(ttl=-3), "must be >= 1, got -3"),
-    (dict(eviction="fifo"), "eviction='fifo' is not one of 'lru', 'lfu', 'none'"),
-    (dict(counter="bloom"), "counter='bloom' is not one of 'exact', 'count_min'"),
-    (dict(default_row="mean"), "default_row='mean' is not one of"),
-    (dict(id_type="bytes"), "id_type='bytes' is not one of 'int', 'str'"),
-    (dict(sketch_depth=0), "sketch_depth must be >= 1"),
+    ({"min_count": 0}, "min_count must be >= 1, got 0"),
+    ({"min_count": 1.5}, "min_count must be an int, got 1.5"),
+    ({"ttl": 0}, r"ttl \(steps a row may go unseen\) must be >= 1, got 0"),
+    ({"ttl": -3}, "must be >= 1, got -3"),
+    ({"eviction": "fifo"}, "eviction='fifo' is not one of 'lru', 'lfu', 'none'"),
+    ({"counter": "bloom"}, "counter='bloom' is not one of 'exact', 'count_min'"),
+    ({"default_row": "mean"}, "default_row='mean' is not one of"),
+    ({"id_type": "bytes"}, "id_type='bytes' is not one of 'int', 'str'"),
+    ({"sketch_depth": 0}, "sketch_depth must be >= 1"),
 ])
 def test_bad_spec_values_name_the_field_and_the_allowed_values(fields, message):
     with pytest.raises(ConfigError, match=message):
@@ -39,9 +44,9 @@ def test_bad_spec_values_name_the_field_and_the_allowed_values(fields, message):
 
 
 @pytest.mark.parametrize("fields, message", [
-    (dict(hash_size=4), "hash_size=4"),
-    (dict(init=torch.zeros(4, 2)), "pretrained init tensor has no ids"),
-    (dict(num_shards=2), "num_shards=2"),
+    ({"hash_size": 4}, "hash_size=4"),
+    ({"init": torch.zeros(4, 2)}, "pretrained init tensor has no ids"),
+    ({"num_shards": 2}, "num_shards=2"),
 ])
 def test_config_options_a_dynamic_table_cannot_honour(fields, message):
     with pytest.raises(ConfigError, match=message):

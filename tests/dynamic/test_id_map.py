@@ -10,17 +10,17 @@ from recembed.dynamic import IdRowMap
 from .reference_map import ReferenceMap
 
 POLICIES = [
-    dict(eviction="lru"),
-    dict(eviction="lfu"),
-    dict(eviction="none"),
-    dict(eviction="lru", ttl=2),
-    dict(eviction="lfu", ttl=3),
-    dict(eviction="none", ttl=1),
-    dict(eviction="lru", min_count=2),
-    dict(eviction="lfu", min_count=3, ttl=4),
-    dict(eviction="lru", min_count=2, counter_capacity=3),  # exercises forgetting of pending ids
-    dict(eviction="lfu", min_count=3, counter_capacity=1),
-    dict(eviction="lru", padding_id=0),
+    {"eviction": "lru"},
+    {"eviction": "lfu"},
+    {"eviction": "none"},
+    {"eviction": "lru", "ttl": 2},
+    {"eviction": "lfu", "ttl": 3},
+    {"eviction": "none", "ttl": 1},
+    {"eviction": "lru", "min_count": 2},
+    {"eviction": "lfu", "min_count": 3, "ttl": 4},
+    {"eviction": "lru", "min_count": 2, "counter_capacity": 3},  # exercises forgetting of pending ids
+    {"eviction": "lfu", "min_count": 3, "counter_capacity": 1},
+    {"eviction": "lru", "padding_id": 0},
 ]
 
 
@@ -74,7 +74,7 @@ def test_lru_and_lfu_choose_the_documented_victims():
     for batch in stream:
         for m in (lru, lfu):
             m.advance()
-            rows, _ = m.assign(np.array(batch))
+            _rows, _ = m.assign(np.array(batch))
     # LRU: id 1 was seen longest ago (step 1) -> its row 0 goes to id 4.
     assert lru.live()[0].tolist() == [2, 3, 4]
     assert lru.find(np.array([4, 1])).tolist() == [0, 3]

@@ -13,7 +13,12 @@ from torch.testing import assert_close
 from recembed.dynamic import DynamicEmbeddingTable, DynamicSpec
 from recembed.dynamic.fresh import fresh_values
 from recembed.sparse import KeyedJaggedTensor
-from recembed.tables import EmbeddingBagCollection, EmbeddingBagConfig, EmbeddingCollection, EmbeddingConfig
+from recembed.tables import (
+    EmbeddingBagCollection,
+    EmbeddingBagConfig,
+    EmbeddingCollection,
+    EmbeddingConfig,
+)
 
 RAW_IDS = [2**62 + 5, -7, 0, 123456789012, -(2**61), 42, 99, 2**40, 17, -1]
 
@@ -44,7 +49,7 @@ def _dynamic(ebc) -> DynamicEmbeddingTable:
 @pytest.mark.parametrize("optimizer, pooling", [("adagrad", "mean"), ("rowwise_adam", "sum"), ("sgd", "max")])
 def test_bag_training_equals_a_plain_table_over_a_dense_remap(optimizer, pooling):
     capacity, dim, steps = 12, 6, 6
-    fields = dict(name="t", embedding_dim=dim, feature_names=["item"], optimizer=optimizer, lr=0.05, pooling=pooling)
+    fields = {"name": "t", "embedding_dim": dim, "feature_names": ["item"], "optimizer": optimizer, "lr": 0.05, "pooling": pooling}
     dyn = EmbeddingBagCollection([EmbeddingBagConfig(num_embeddings=capacity, dynamic=DynamicSpec(), **fields)])
     start = _dynamic(dyn).rows_weight().detach()[:capacity].clone()
     plain = EmbeddingBagCollection([EmbeddingBagConfig(num_embeddings=capacity, init=start, **fields)])
@@ -68,7 +73,7 @@ def test_bag_training_equals_a_plain_table_over_a_dense_remap(optimizer, pooling
 
 def test_sequence_training_equals_a_plain_table_over_a_dense_remap():
     capacity, dim, steps = 10, 5, 5
-    fields = dict(name="t", embedding_dim=dim, feature_names=["seq"], optimizer="adam", lr=0.1)
+    fields = {"name": "t", "embedding_dim": dim, "feature_names": ["seq"], "optimizer": "adam", "lr": 0.1}
     dyn = EmbeddingCollection([EmbeddingConfig(num_embeddings=capacity, dynamic=DynamicSpec(), **fields)])
     start = dyn.embeddings["t"].rows_weight().detach()[:capacity].clone()
     plain = EmbeddingCollection([EmbeddingConfig(num_embeddings=capacity, init=start, **fields)])
@@ -112,6 +117,18 @@ def test_an_id_seen_again_after_eviction_gets_a_fresh_row_and_zeroed_state():
     assert_close(out[0], fresh[1], rtol=0, atol=0)
     assert float(state.sum[1].abs().sum()) == 0.0
     assert table.export()[0].tolist() == [100, 300]
+
+
+def test_recycled_rows_of_a_float16_table_get_the_same_fresh_values():
+    cfg = EmbeddingBagConfig(name="t", num_embeddings=1, embedding_dim=6, feature_names=["item"], dtype="float16",
+                             optimizer="adagrad", dynamic=DynamicSpec(seed=4))
+    ebc = EmbeddingBagCollection([cfg])
+    ebc(_kjt("item", [[5]])).values().sum().backward()
+    out = ebc(_kjt("item", [[6]])).values()  # row 0 passes from id 5 to id 6
+    bound = math.sqrt(1.0)
+    want = fresh_values("uniform", (-bound, bound), 6, np.array([0]), np.array([1]), 4)[0]
+    assert_close(out[0], torch.from_numpy(want).half().float(), rtol=0, atol=0)
+    assert float(_dynamic(ebc).row_table.fused.state["t"].sum[0].abs().sum()) == 0.0
 
 
 def _stream_model(seed: int, spec: DynamicSpec, optimizer: str = "rowwise_adagrad") -> EmbeddingBagCollection:
