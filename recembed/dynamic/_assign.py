@@ -42,7 +42,7 @@ from recembed.dynamic._heap import (
     heap_rebuild,
     row_key,
 )
-from recembed.dynamic._prefetch import prefetch_row
+from recembed.kernels.prefetch import prefetch_row_for_write as prefetch_row
 from recembed.dynamic._queue import queue_is_current, queue_push
 
 __all__ = [

@@ -17,22 +17,23 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["prefetch", "prefetch_flat", "prefetch_row"]
+__all__ = ["prefetch", "prefetch_flat", "prefetch_row", "prefetch_row_for_write"]
 
 
-def _emit_prefetch(context, builder, signature, args):
-    """Codegen shared by the intrinsics: prefetch ``array[indices...]`` for reading."""
+def _emit_prefetch(context, builder, signature, args, write: int = 0):
+    """Codegen shared by the intrinsics: prefetch ``array[indices...]`` (missing trailing indices are 0)."""
     array_type = signature.args[0]
     array = context.make_array(array_type)(context, builder, args[0])
     index = [context.cast(builder, value, typ, types.intp) for value, typ in zip(args[1:], signature.args[1:])]
+    index += [context.get_constant(types.intp, 0)] * (array_type.ndim - len(index))
     pointer = cgutils.get_item_pointer(context, builder, array_type, array, index)
     byte_pointer = builder.bitcast(pointer, ir.IntType(8).as_pointer())
     suffix = "p0" if getattr(byte_pointer.type, "is_opaque", False) else "p0i8"
     i32 = ir.IntType(32)
     function_type = ir.FunctionType(ir.VoidType(), [byte_pointer.type, i32, i32, i32])
     function = cgutils.get_or_insert_function(builder.module, function_type, f"llvm.prefetch.{suffix}")
-    # (address, read, high temporal locality, data cache)
-    builder.call(function, [byte_pointer, i32(0), i32(3), i32(1)])
+    # (address, read 0 / write 1, high temporal locality, data cache)
+    builder.call(function, [byte_pointer, i32(write), i32(3), i32(1)])
     return context.get_dummy_value()
 
 
@@ -50,6 +51,18 @@ def prefetch_flat(typingctx, vector, index):
     if not isinstance(vector, types.Array) or vector.ndim != 1:
         return None
     return types.void(vector, index), _emit_prefetch
+
+
+@intrinsic
+def prefetch_row_for_write(typingctx, matrix, row):
+    """Hint that ``matrix[row, 0]`` (2-D) is about to be written."""
+    if not isinstance(matrix, types.Array) or matrix.ndim != 2 or not isinstance(row, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return _emit_prefetch(context, builder, signature, args, write=1)
+
+    return types.void(matrix, row), codegen
 
 
 @njit(cache=True, nogil=True)
