@@ -38,6 +38,7 @@ from recembed.errors import ConfigError
 from recembed.kernels.lookup import pooled_lookup
 from recembed.sparse import KeyedJaggedTensor
 from recembed.tables.collection import EmbeddingBagCollection
+from recembed.tables.single import ConfiguredTable
 from recembed.tables.config import (
     BaseEmbeddingConfig,
     EmbeddingBagConfig,
@@ -146,7 +147,7 @@ def _check_compressible(config: BaseEmbeddingConfig, kind: str) -> None:
         raise ConfigError(f"{where}: num_shards={config.num_shards}; compressed tables are not sharded yet")
 
 
-class CompressedTable(nn.Module):
+class CompressedTable(ConfiguredTable):
     """Stands in for one ``EmbeddingBag``: ``lookup(ids (N,), offsets (B + 1,), weights (N,) | None) -> (B, D)``.
 
     Subclasses set ``kind``, build their :class:`SubTable` list, and implement
@@ -177,19 +178,6 @@ class CompressedTable(nn.Module):
             for s in sub_tables
         ]
         self.sub_tables = EmbeddingBagCollection(inner, device=device)
-
-    # ---- the attributes collections and models read from a table ----------------------
-    @property
-    def num_embeddings(self) -> int:
-        return self.config.num_embeddings
-
-    @property
-    def embedding_dim(self) -> int:
-        return self.config.embedding_dim
-
-    @property
-    def padding_idx(self) -> int | None:
-        return self.config.padding_idx
 
     def sub_table_weight(self, name: str) -> torch.Tensor:
         """The ``(rows, dim)`` weight of sub-table ``name`` (a live Parameter)."""

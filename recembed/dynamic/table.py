@@ -39,7 +39,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from recembed.dynamic._heap import GEN
 from recembed.dynamic.fresh import fresh_values, write_fresh_rows
@@ -54,6 +53,7 @@ from recembed.errors import (
 from recembed.sparse import KeyedJaggedTensor
 from recembed.sparse.hashing import hash_strings
 from recembed.tables.collection import EmbeddingBagCollection
+from recembed.tables.single import ConfiguredTable
 from recembed.tables.config import BaseEmbeddingConfig, EmbeddingBagConfig, PoolingType
 
 __all__ = ["DynamicEmbeddingTable"]
@@ -107,7 +107,7 @@ def _write_rows(target: torch.Tensor, rows: torch.Tensor, values: torch.Tensor |
         target[index] = values.to(device=target.device, dtype=target.dtype)
 
 
-class DynamicEmbeddingTable(nn.Module):
+class DynamicEmbeddingTable(ConfiguredTable):
     """Raw ids -> rows -> vectors: ``lookup(ids (N,), offsets (B + 1,), weights) -> (B, dim)``.
 
     Attributes:
@@ -140,19 +140,6 @@ class DynamicEmbeddingTable(nn.Module):
         )
         self.row_table = EmbeddingBagCollection([self._inner_config], device=device)
         self._step_features: set[str] | None = None  # features looked up in the current step
-
-    # ---- what collections and models read from a table ----------------------------------
-    @property
-    def num_embeddings(self) -> int:
-        return self.config.num_embeddings
-
-    @property
-    def embedding_dim(self) -> int:
-        return self.config.embedding_dim
-
-    @property
-    def padding_idx(self) -> int | None:
-        return self.config.padding_idx
 
     @property
     def step(self) -> int:

@@ -21,20 +21,16 @@ from recembed.tables.config import BaseEmbeddingConfig, EmbeddingBagConfig, Embe
 from recembed.tables.ids import ids_to_rows
 from recembed.tables.init import initialise_weight
 
-__all__ = ["Embedding", "EmbeddingBag"]
+__all__ = ["ConfiguredTable", "Embedding", "EmbeddingBag"]
 
 
-class _TableModule(nn.Module):
-    """Owns one table's ``weight`` Parameter, built from a validated config."""
+class ConfiguredTable(nn.Module):
+    """A module standing in for one table: the attributes collections and models read.
+
+    Plain, compressed and dynamic tables all derive from it and set ``self.config``.
+    """
 
     config: BaseEmbeddingConfig
-
-    def _build_weight(self, config: BaseEmbeddingConfig, device: torch.device | str | None) -> None:
-        self.config = config
-        weight = torch.empty(config.num_embeddings, config.embedding_dim, dtype=config.torch_dtype, device=device)
-        initialise_weight(weight, config)
-        # Fused-optimizer tables are updated inside backward, so autograd never tracks them.
-        self.weight = nn.Parameter(weight, requires_grad=config.enable_grad and config.optimizer is None)
 
     @property
     def num_embeddings(self) -> int:
@@ -47,6 +43,17 @@ class _TableModule(nn.Module):
     @property
     def padding_idx(self) -> int | None:
         return self.config.padding_idx
+
+
+class _TableModule(ConfiguredTable):
+    """Owns one table's ``weight`` Parameter, built from a validated config."""
+
+    def _build_weight(self, config: BaseEmbeddingConfig, device: torch.device | str | None) -> None:
+        self.config = config
+        weight = torch.empty(config.num_embeddings, config.embedding_dim, dtype=config.torch_dtype, device=device)
+        initialise_weight(weight, config)
+        # Fused-optimizer tables are updated inside backward, so autograd never tracks them.
+        self.weight = nn.Parameter(weight, requires_grad=config.enable_grad and config.optimizer is None)
 
     # The remaining nn.Embedding attributes, read from the config, so code that inspects them works.
     @property
