@@ -10,7 +10,7 @@ from torch import nn
 
 from recembed.errors import ConfigError
 from recembed.models.embedding_setup import DEFAULT_EMBEDDING_LR, with_embedding_optimizer
-from recembed.models.inputs import check_dense_features, select_features
+from recembed.models.inputs import check_dense_in_features, check_dense_features, select_features
 from recembed.models.interactions import fm_second_order
 from recembed.models.mlp import MLP, ActivationSpec
 from recembed.sparse import KeyedJaggedTensor
@@ -56,8 +56,7 @@ class DeepFM(nn.Module):
     ) -> None:
         super().__init__()
         owner = "DeepFM"
-        if isinstance(dense_in_features, bool) or not isinstance(dense_in_features, int) or dense_in_features < 0:
-            raise ConfigError(f"{owner}: dense_in_features must be an int >= 0, got {dense_in_features!r}")
+        check_dense_in_features(dense_in_features, owner, minimum=0)
         tables = with_embedding_optimizer(embedding_tables, embedding_optimizer, embedding_lr, owner)
         if not tables:
             raise ConfigError(f"{owner}: needs at least one embedding table")

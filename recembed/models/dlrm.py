@@ -9,7 +9,7 @@ from torch import nn
 
 from recembed.errors import ConfigError
 from recembed.models.embedding_setup import DEFAULT_EMBEDDING_LR, with_embedding_optimizer
-from recembed.models.inputs import check_dense_features, select_features
+from recembed.models.inputs import check_dense_in_features, check_dense_features, select_features
 from recembed.models.interactions import num_pairwise_interactions, pairwise_dot_interaction
 from recembed.models.mlp import MLP, ActivationSpec
 from recembed.sparse import KeyedJaggedTensor
@@ -62,8 +62,7 @@ class DLRM(nn.Module):
     ) -> None:
         super().__init__()
         owner = "DLRM"
-        if isinstance(dense_in_features, bool) or not isinstance(dense_in_features, int) or dense_in_features < 1:
-            raise ConfigError(f"{owner}: dense_in_features must be an int >= 1, got {dense_in_features!r}")
+        check_dense_in_features(dense_in_features, owner, minimum=1)
         if not list(bottom_mlp):
             raise ConfigError(f"{owner}: bottom_mlp needs at least one layer (its last size is the embedding dim)")
         if not list(top_mlp) or list(top_mlp)[-1] != 1:

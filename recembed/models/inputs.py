@@ -44,6 +44,13 @@ def select_features(features: KeyedJaggedTensor, names: Sequence[str], owner: st
     return features.permute([position[name] for name in wanted])
 
 
+def check_dense_in_features(value: object, owner: str, minimum: int) -> int:
+    """Validate a model's ``dense_in_features`` argument: an int >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{owner}: dense_in_features must be an int >= {minimum}, got {value!r}")
+    return value
+
+
 def check_dense_features(dense: torch.Tensor | None, num_features: int, batch: int, owner: str) -> torch.Tensor:
     """Validate dense input ``(B, num_features)`` against the sparse batch size B.
 
