@@ -17,6 +17,8 @@ from recembed.sparse._checks import (
     validate_jagged,
 )
 from recembed.sparse._format import format_keyed_rows
+from recembed.sparse._from_lists import jagged_from_lists
+from recembed.sparse._kjt_regroup import check_split_sizes, join_parts, permute_parts, split_parts
 from recembed.sparse.jagged_tensor import JaggedTensor
 
 __all__ = ["KeyedJaggedTensor"]
@@ -166,27 +168,7 @@ class KeyedJaggedTensor:
             >>> KeyedJaggedTensor.from_lists({"user": [[2, 3], []]}, weights={"user": [[1.0, 0.5], []]})
             KeyedJaggedTensor({"user": [[2, 3], []]}, weights={"user": [[1, 0.5], []]})
         """
-        keys = list(mapping)
-        if weights is not None:
-            for key in weights:
-                if key not in mapping:
-                    raise UnknownKeyError(
-                        f"{_OWNER}.from_lists: weights given for unknown key {key!r}; keys are {keys}"
-                    )
-        jts = {}
-        for key in keys:
-            key_weights = None
-            if weights is not None:
-                if key not in weights:
-                    raise JaggedStructureError(
-                        f"{_OWNER}.from_lists: weights are missing for key {key!r}; "
-                        "either every key has weights or none does"
-                    )
-                key_weights = weights[key]
-            try:
-                jts[key] = JaggedTensor.from_dense(mapping[key], weights=key_weights)
-            except JaggedStructureError as exc:
-                raise JaggedStructureError(f"{_OWNER}.from_lists: key {key!r}: {exc}") from exc
+        jts = jagged_from_lists(mapping, weights, f"{_OWNER}.from_lists")
         return KeyedJaggedTensor.from_jt_dict(jts)
 
     @staticmethod
@@ -302,31 +284,17 @@ class KeyedJaggedTensor:
             [['a'], [], ['b', 'c']]
         """
         sizes = list(segments)
-        if any(size < 0 for size in sizes) or sum(sizes) != len(self._keys):
-            raise JaggedStructureError(
-                f"{_OWNER}.split: segment sizes {sizes} must be >= 0 and sum to the "
-                f"number of keys, {len(self._keys)}"
-            )
-        starts = self.offset_per_key()
-        lengths = self.lengths()
-        parts = []
-        first = 0
+        check_split_sizes(sizes, len(self._keys), f"{_OWNER}.split")
+        parts = split_parts(
+            self._values, self.lengths(), self._weights, self.offset_per_key(), self._stride, sizes
+        )
+        bounds = [0]
         for size in sizes:
-            last = first + size
-            begin, end = starts[first], starts[last]
-            weights = None if self._weights is None else self._weights[begin:end]
-            parts.append(
-                KeyedJaggedTensor._trusted(
-                    self._keys[first:last],
-                    self._values[begin:end],
-                    lengths[first * self._stride : last * self._stride],
-                    None,
-                    weights,
-                    self._stride,
-                )
-            )
-            first = last
-        return parts
+            bounds.append(bounds[-1] + size)
+        return [
+            KeyedJaggedTensor._trusted(self._keys[first:last], values, lengths, None, weights, self._stride)
+            for (values, lengths, weights), first, last in zip(parts, bounds, bounds[1:])
+        ]
 
     @staticmethod
     def concat(kjts: Sequence["KeyedJaggedTensor"]) -> "KeyedJaggedTensor":
@@ -352,22 +320,8 @@ class KeyedJaggedTensor:
         stride: int,
         owner: str,
     ) -> "KeyedJaggedTensor":
-        """Concatenate key-major parts that share ``stride`` (key-major makes this a cat)."""
-        has_weights = [part.weights_or_none() is not None for part in parts]
-        if any(has_weights) and not all(has_weights):
-            raise JaggedStructureError(
-                f"{owner}: {names[has_weights.index(False)]} has no weights while others "
-                "do; either all have weights or none does"
-            )
-        weights = torch.cat([part.weights() for part in parts]) if all(has_weights) else None
-        return KeyedJaggedTensor._trusted(
-            keys,
-            torch.cat([part.values() for part in parts]),
-            torch.cat([part.lengths() for part in parts]),
-            None,
-            weights,
-            stride,
-        )
+        values, lengths, weights = join_parts(parts, names, owner)
+        return KeyedJaggedTensor._trusted(keys, values, lengths, None, weights, stride)
 
     def permute(self, indices: Sequence[int]) -> "KeyedJaggedTensor":
         """Reorder keys: key ``i`` of the result is key ``indices[i]`` of this one.
@@ -380,28 +334,14 @@ class KeyedJaggedTensor:
             KeyedJaggedTensor({"b": [[2, 3]], "a": [[1]]})
         """
         order = list(indices)
-        for index in order:
-            if not 0 <= index < len(self._keys):
-                raise UnknownKeyError(
-                    f"{_OWNER}.permute: index {index} is out of range for "
-                    f"{len(self._keys)} keys {self._keys}"
-                )
         if not order:
             return KeyedJaggedTensor._empty([], self._stride, like=self)
-        starts = self.offset_per_key()
-        lengths = self.lengths().view(len(self._keys), self._stride)
-        values = torch.cat([self._values[starts[i] : starts[i + 1]] for i in order])
-        weights = None
-        if self._weights is not None:
-            weights = torch.cat([self._weights[starts[i] : starts[i + 1]] for i in order])
-        order_t = torch.tensor(order, dtype=torch.int64, device=lengths.device)
+        values, lengths, weights = permute_parts(
+            self._values, self.lengths(), self._weights, self.offset_per_key(),
+            self._keys, self._stride, order, f"{_OWNER}.permute",
+        )
         return KeyedJaggedTensor._trusted(
-            [self._keys[i] for i in order],
-            values,
-            lengths[order_t].reshape(-1),
-            None,
-            weights,
-            self._stride,
+            [self._keys[i] for i in order], values, lengths, None, weights, self._stride
         )
 
     # ------------------------------------------------------------------ devices
