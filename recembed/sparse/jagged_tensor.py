@@ -10,18 +10,17 @@ import torch
 from recembed.errors import JaggedStructureError
 from recembed.sparse._checks import (
     TensorLike,
-    lengths_to_offsets,
-    offsets_to_lengths,
     validate_jagged,
 )
 from recembed.sparse._format import format_rows
+from recembed.sparse._storage import JaggedStorage
 
 __all__ = ["JaggedTensor"]
 
 _OWNER = "JaggedTensor"
 
 
-class JaggedTensor:
+class JaggedTensor(JaggedStorage):
     """One sparse feature for a batch: row ``i`` holds a variable number of ids.
 
     Stored flat: ``values`` (N,) holds every id, row after row; ``lengths`` (B,) says
@@ -43,7 +42,7 @@ class JaggedTensor:
         [[5], [7, 1]]
     """
 
-    __slots__ = ("_values", "_weights", "_lengths", "_offsets")
+    __slots__ = ()
 
     def __init__(
         self,
@@ -94,42 +93,6 @@ class JaggedTensor:
         return cls._trusted(values, lengths_t, offsets_t, weights_t)
 
     # ----------------------------------------------------------------- accessors
-    def values(self) -> torch.Tensor:
-        """All ids, row after row, shape (N,)."""
-        return self._values
-
-    def lengths(self) -> torch.Tensor:
-        """Ids per row, int64 shape (B,)."""
-        if self._lengths is None:
-            self._lengths = offsets_to_lengths(self._offsets)
-        return self._lengths
-
-    def lengths_or_none(self) -> Optional[torch.Tensor]:
-        """Lengths if they were given or already derived, else ``None`` (no compute)."""
-        return self._lengths
-
-    def offsets(self) -> torch.Tensor:
-        """Start of each row plus the end, int64 shape (B + 1,), starting at 0."""
-        if self._offsets is None:
-            self._offsets = lengths_to_offsets(self._lengths)
-        return self._offsets
-
-    def offsets_or_none(self) -> Optional[torch.Tensor]:
-        """Offsets if they were given or already derived, else ``None`` (no compute)."""
-        return self._offsets
-
-    def weights(self) -> torch.Tensor:
-        """Per-id weights, shape (N,); raises if this JaggedTensor has none."""
-        if self._weights is None:
-            raise JaggedStructureError(
-                f"{_OWNER} has no weights; use weights_or_none() when they are optional"
-            )
-        return self._weights
-
-    def weights_or_none(self) -> Optional[torch.Tensor]:
-        """Per-id weights, or ``None``."""
-        return self._weights
-
     def __len__(self) -> int:
         """Batch size B (number of rows)."""
         if self._lengths is not None:

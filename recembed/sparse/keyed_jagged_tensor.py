@@ -11,14 +11,18 @@ from recembed.errors import JaggedStructureError, UnknownKeyError
 from recembed.sparse._checks import (
     TensorLike,
     check_keys,
-    lengths_to_offsets,
-    offsets_to_lengths,
     resolve_stride,
     validate_jagged,
 )
 from recembed.sparse._format import format_keyed_rows
 from recembed.sparse._from_lists import jagged_from_lists
-from recembed.sparse._kjt_regroup import check_split_sizes, join_parts, permute_parts, split_parts
+from recembed.sparse._kjt_regroup import (
+    check_split_sizes,
+    join_parts,
+    permute_parts,
+    split_parts,
+)
+from recembed.sparse._storage import JaggedStorage
 from recembed.sparse.jagged_tensor import JaggedTensor
 
 __all__ = ["KeyedJaggedTensor"]
@@ -26,7 +30,7 @@ __all__ = ["KeyedJaggedTensor"]
 _OWNER = "KeyedJaggedTensor"
 
 
-class KeyedJaggedTensor:
+class KeyedJaggedTensor(JaggedStorage):
     """Several jagged features (keys) for the same batch, stored key-major.
 
     ``values`` holds every id of key 0 for rows 0..B-1, then every id of key 1, and
@@ -48,10 +52,6 @@ class KeyedJaggedTensor:
 
     __slots__ = (
         "_keys",
-        "_values",
-        "_weights",
-        "_lengths",
-        "_offsets",
         "_stride",
         "_length_per_key",
         "_offset_per_key",
@@ -191,42 +191,6 @@ class KeyedJaggedTensor:
     def keys(self) -> list[str]:
         """Feature names, in storage order."""
         return self._keys
-
-    def values(self) -> torch.Tensor:
-        """All ids, key-major, shape (N,)."""
-        return self._values
-
-    def lengths(self) -> torch.Tensor:
-        """Ids per (key, row), int64 shape (len(keys) * stride,), key-major."""
-        if self._lengths is None:
-            self._lengths = offsets_to_lengths(self._offsets)
-        return self._lengths
-
-    def lengths_or_none(self) -> Optional[torch.Tensor]:
-        """Lengths if given or already derived, else ``None``."""
-        return self._lengths
-
-    def offsets(self) -> torch.Tensor:
-        """Row starts plus the end, int64 shape (len(keys) * stride + 1,)."""
-        if self._offsets is None:
-            self._offsets = lengths_to_offsets(self._lengths)
-        return self._offsets
-
-    def offsets_or_none(self) -> Optional[torch.Tensor]:
-        """Offsets if given or already derived, else ``None``."""
-        return self._offsets
-
-    def weights(self) -> torch.Tensor:
-        """Per-id weights, shape (N,); raises if there are none."""
-        if self._weights is None:
-            raise JaggedStructureError(
-                f"{_OWNER} has no weights; use weights_or_none() when they are optional"
-            )
-        return self._weights
-
-    def weights_or_none(self) -> Optional[torch.Tensor]:
-        """Per-id weights, or ``None``."""
-        return self._weights
 
     def stride(self) -> int:
         """Batch size B (rows per key)."""
