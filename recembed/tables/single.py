@@ -84,6 +84,32 @@ class _TableModule(ConfiguredTable):
         return ", ".join(parts)
 
 
+
+def _config_from_torch_args(
+    config_cls: type,
+    default_name: str,
+    weight: torch.Tensor | None,
+    freeze: bool,
+    dtype: torch.dtype | str | None,
+    config_fields: dict,
+    **torch_args,
+) -> EmbeddingConfig | EmbeddingBagConfig:
+    """The table config for torch-style constructor arguments plus recembed config fields.
+
+    ``_weight`` becomes the init, ``_freeze`` turns gradients off, and ``name``, ``init``,
+    ``enable_grad`` and ``dtype`` in ``config_fields`` fill what the torch arguments leave open.
+    """
+    init = weight if weight is not None else config_fields.pop("init", "normal")
+    enable_grad = config_fields.pop("enable_grad", True) and not freeze
+    return config_cls(
+        name=config_fields.pop("name", default_name),
+        init=init,
+        enable_grad=enable_grad,
+        dtype=dtype or config_fields.pop("dtype", torch.float32),
+        **torch_args,
+        **config_fields,
+    )
+
 class Embedding(_TableModule):
     """One vector per id; ``nn.Embedding``'s constructor and forward, input of any shape.
 
@@ -111,19 +137,10 @@ class Embedding(_TableModule):
     ) -> None:
         super().__init__()
         if config is None:
-            config = EmbeddingConfig(
-                num_embeddings=num_embeddings,
-                embedding_dim=embedding_dim,
-                name=config_fields.pop("name", "embedding"),
-                padding_idx=padding_idx,
-                max_norm=max_norm,
-                norm_type=norm_type,
-                scale_grad_by_freq=scale_grad_by_freq,
-                sparse=sparse,
-                init=_weight if _weight is not None else config_fields.pop("init", "normal"),
-                enable_grad=not _freeze and config_fields.pop("enable_grad", True),
-                dtype=dtype or config_fields.pop("dtype", torch.float32),
-                **config_fields,
+            config = _config_from_torch_args(
+                EmbeddingConfig, "embedding", _weight, _freeze, dtype, config_fields,
+                num_embeddings=num_embeddings, embedding_dim=embedding_dim, padding_idx=padding_idx,
+                max_norm=max_norm, norm_type=norm_type, scale_grad_by_freq=scale_grad_by_freq, sparse=sparse,
             )
         self._build_weight(config, device)
 
@@ -183,20 +200,11 @@ class EmbeddingBag(_TableModule):
     ) -> None:
         super().__init__()
         if config is None:
-            config = EmbeddingBagConfig(
-                num_embeddings=num_embeddings,
-                embedding_dim=embedding_dim,
-                name=config_fields.pop("name", "embedding_bag"),
-                max_norm=max_norm,
-                norm_type=norm_type,
-                scale_grad_by_freq=scale_grad_by_freq,
+            config = _config_from_torch_args(
+                EmbeddingBagConfig, "embedding_bag", _weight, _freeze, dtype, config_fields,
+                num_embeddings=num_embeddings, embedding_dim=embedding_dim, padding_idx=padding_idx,
+                max_norm=max_norm, norm_type=norm_type, scale_grad_by_freq=scale_grad_by_freq, sparse=sparse,
                 pooling=mode,
-                sparse=sparse,
-                padding_idx=padding_idx,
-                init=_weight if _weight is not None else config_fields.pop("init", "normal"),
-                enable_grad=not _freeze and config_fields.pop("enable_grad", True),
-                dtype=dtype or config_fields.pop("dtype", torch.float32),
-                **config_fields,
             )
         self.include_last_offset = include_last_offset
         self._build_weight(config, device)
