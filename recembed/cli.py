@@ -1,13 +1,15 @@
 """The ``recembed`` command: parses arguments, then calls :mod:`recembed.train` and :mod:`recembed.demo`.
 
     recembed demo [--quick]
-    recembed train CONFIG.toml [--data PATH] [--out DIR] [--epochs N] [--resume] [--tensorboard DIR]
-                               [--section.key VALUE ...]
+    recembed train CONFIG.toml [--data PATH] [--out DIR] [--epochs N] [--nproc N] [--resume]
+                               [--tensorboard DIR] [--section.key VALUE ...]
     recembed evaluate CONFIG.toml --checkpoint PATH [--data PATH] [--section.key VALUE ...]
     recembed export --checkpoint PATH --out DIR [--format npy|word2vec|both]
 
 ``train`` and ``evaluate`` print the final test metrics as one JSON line, always the
-last line of their output. Errors caused by input (config, data, checkpoint) print one
+last line of their output. ``train --nproc N`` trains over N ranks on this machine (tables
+sharded, see :mod:`recembed.train.distributed_run`); under ``torchrun`` each process is a
+rank and only rank 0 prints. Errors caused by input (config, data, checkpoint) print one
 ``recembed: error: ...`` line and exit with status 1.
 """
 
@@ -57,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="output folder (sets train.out_dir)")
     train.add_argument("--epochs", help="number of epochs (sets train.epochs)")
     train.add_argument("--seed", help="random seed (sets train.seed)")
+    train.add_argument("--nproc", help="train over N gloo ranks on this machine, tables sharded (sets train.nproc; "
+                                       "under torchrun the ranks are torchrun's)")
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the output folder")
     train.add_argument("--tensorboard", metavar="DIR", help="log scalars and the embedding projector to DIR")
 
@@ -77,7 +81,7 @@ def _load_config(args: argparse.Namespace, override_args: list[str]):
 
     pairs = []
     for flag, key in (("data", "data.path"), ("out", "train.out_dir"), ("epochs", "train.epochs"),
-                      ("seed", "train.seed")):
+                      ("seed", "train.seed"), ("nproc", "train.nproc")):
         value = getattr(args, flag, None)
         if value is not None:
             pairs.append((key, value))
@@ -105,9 +109,11 @@ def _run(args: argparse.Namespace, override_args: list[str]) -> int:
 
         print(json.dumps(evaluate_checkpoint(config, args.checkpoint)))
         return 0
-    from recembed.train.loop import Trainer
+    from recembed.train.distributed_run import fit_run
 
-    result = Trainer(config, tensorboard_dir=args.tensorboard).fit(resume=args.resume)
+    result = fit_run(config, tensorboard_dir=args.tensorboard, resume=args.resume)
+    if result is None:
+        return 0  # a torchrun rank other than 0: rank 0 reports
     print(f"wrote {result.out_dir} (model.pt, metrics.json, history.json, curves.png)")
     print(json.dumps({**result.metrics, "best_epoch": result.best_epoch}))
     return 0

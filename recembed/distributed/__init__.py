@@ -5,13 +5,14 @@
   row-wise, column-wise, data-parallel); :func:`unshard`, :func:`unsharded_copy` gather them back.
 - :func:`plan` - choose sharding types and ranks under per-rank memory limits;
   :class:`ShardingPlan`, :class:`ShardingSpec`, :class:`ShardingType`.
-- :func:`save_sharded`, :func:`load_sharded`, :func:`load_unsharded` - checkpoints that load
-  at any world size, or into a plain collection.
+- :func:`save_sharded`, :func:`load_sharded`, :func:`load_unsharded`, :func:`load_extra` -
+  checkpoints that load at any world size, or into a plain collection.
 - :func:`launch`, :func:`init_from_env` - start ranks on this machine, or join a torchrun job.
 """
 
 from recembed.distributed.batching import kjt_rows, local_batch, rank_slice
 from recembed.distributed.checkpoint import (
+    load_extra,
     load_sharded,
     load_unsharded,
     read_manifest,
@@ -59,6 +60,7 @@ __all__ = [
     "init_from_env",
     "kjt_rows",
     "launch",
+    "load_extra",
     "load_sharded",
     "local_batch",
     "load_unsharded",

@@ -44,7 +44,7 @@ from recembed.errors import CheckpointError, UnknownKeyError
 from recembed.train._atomic import atomic_writer
 from recembed.train.checkpoint import load_checkpoint, save_checkpoint
 
-__all__ = ["save_sharded", "load_sharded", "load_unsharded", "read_manifest", "MANIFEST"]
+__all__ = ["save_sharded", "load_sharded", "load_unsharded", "load_extra", "read_manifest", "MANIFEST"]
 
 MANIFEST = "manifest.json"
 FORMAT = "recembed-sharded"
@@ -301,6 +301,14 @@ def load_unsharded(path: str | os.PathLike, collection: str | None = None) -> di
             for key, tensor in whole.items():
                 out[prefix + unsharded_key(name, key, saved["sequence"])] = tensor
     return out
+
+
+def load_extra(path: str | os.PathLike) -> dict:
+    """The ``extra`` dict given to :func:`save_sharded`, read without a process group
+    (its file's sha256 is checked against the manifest first)."""
+    folder = Path(path)
+    manifest = read_manifest(folder)
+    return _Files(folder, manifest).get(manifest["dense_file"])["extra"]
 
 
 def _whole_like(shard_tensor: torch.Tensor, entry: dict) -> torch.Tensor:

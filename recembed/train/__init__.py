@@ -59,6 +59,8 @@ _RUN_NAMES = {
     "Trainer": "recembed.train.loop",
     "FitResult": "recembed.train.loop",
     "evaluate_checkpoint": "recembed.train.loop",
+    "fit_run": "recembed.train.distributed_run",
+    "DistributedTrainer": "recembed.train.distributed_run",
     "export_embeddings": "recembed.train.export",
 }
 __all__ += list(_RUN_NAMES)

@@ -18,14 +18,19 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from recembed.errors import ConfigError
+from recembed.train.config_parsing import (  # re-exported: they were defined here
+    apply_overrides,
+    get_key,
+    merge_values,
+    parse_override_args,
+    toml_module,
+)
 
 __all__ = [
     "RunConfig", "DataConfig", "SyntheticConfig", "CriteoConfig", "SpecConfig", "ModelConfig",
@@ -52,6 +57,8 @@ def metric_names(task: str, ks: Iterable[int]) -> list[str]:
     if task == "implicit":
         return [f"{name}@{k}" for k in ks for name in ("recall", "ndcg", "hit_rate")]
     return ["rmse", "mae"] if task == "rating" else ["auc", "log_loss"]
+
+
 _CHOICES = {
     "data.source": SOURCES, "data.split": ("random", "leave_last_out"), "data.on_error": ("raise", "skip"),
     "data.criteo.vocab": ("hash", "build"), "data.spec.label_kind": ("", "binary", "rating"),
@@ -167,7 +174,9 @@ class TrainConfig:
     dense_lr: float = 1e-3
     dense_weight_decay: float = 0.0
     lr_decay: float = 1.0                # every learning rate is multiplied by this after each epoch
-    threads: int = 0                     # torch/numba threads; 0 = cores - 1 (the loader gets one), 1..4
+    threads: int = 0                     # torch/numba threads (per rank); 0 = cores - 1 (1 process), cores // nproc
+    nproc: int = 1                       # ranks training together (gloo processes on this machine); 1 = no sharding
+    collective_timeout: float = 300.0    # seconds a rank waits for the others (then fails instead of hanging)
     prefetch_depth: int = 4              # batches prepared ahead by the loader thread
     progress: str = "auto"
     log_every: int = 50                  # steps between TensorBoard loss points
@@ -200,7 +209,7 @@ class RunConfig:
     def from_dict(cls, values: Mapping[str, Any], where: str = "config") -> "RunConfig":
         """A validated config from nested dicts (as read from TOML); defaults fill the rest."""
         config = cls()
-        _merge(config, values, "", where)
+        merge_values(config, values, "", where)
         config.resolve()
         return config
 
@@ -240,7 +249,8 @@ class RunConfig:
 
     def _check_ranges(self) -> None:
         positive = ["model.embedding_dim", "train.epochs", "train.batch_size", "train.prefetch_depth",
-                    "train.log_every", "train.keep_checkpoints", "eval.batch_size", "model.num_negatives",
+                    "train.log_every", "train.keep_checkpoints", "train.nproc", "eval.batch_size",
+                    "model.num_negatives",
                     "data.synthetic.num_users", "data.synthetic.num_items", "data.synthetic.num_ratings",
                     "data.synthetic.rank", "data.synthetic.num_samples", "data.synthetic.max_cardinality",
                     "data.criteo.num_buckets"]
@@ -256,6 +266,12 @@ class RunConfig:
         if not 0.0 < self.data.test_fraction < 1.0 or not 0.0 <= self.data.val_fraction < 1.0:
             raise ConfigError(f"data.test_fraction = {self.data.test_fraction} must lie in (0, 1) and "
                               f"data.val_fraction = {self.data.val_fraction} in [0, 1)")
+        if self.train.collective_timeout <= 0:
+            raise ConfigError(f"train.collective_timeout = {self.train.collective_timeout}; it must be > 0 seconds")
+        if self.train.nproc > self.train.batch_size:
+            raise ConfigError(f"train.nproc = {self.train.nproc} is more than train.batch_size = "
+                              f"{self.train.batch_size}; every rank trains on its part of each batch, so use "
+                              f"at most {self.train.batch_size} ranks (or a larger batch)")
         if not 0.0 < self.train.lr_decay <= 1.0:
             raise ConfigError(f"train.lr_decay = {self.train.lr_decay}; it must lie in (0, 1]")
         for key in ("eval.ks", "model.tower_dims", "model.bottom_mlp", "model.top_mlp", "model.deep_mlp"):
@@ -269,158 +285,6 @@ class RunConfig:
                               f"data; set data.source to one of {', '.join(SOURCES[1:])} to read the file")
 
 
-# ---------------------------------------------------------------------------------------------
-# reading values: from TOML (typed) and from the command line (text)
-
-def _fields(obj: object) -> dict[str, Any]:
-    """Field name -> resolved type annotation of a config dataclass."""
-    hints = typing.get_type_hints(type(obj))
-    return {f.name: hints[f.name] for f in dataclasses.fields(obj)}
-
-
-def _unknown(key: str, section: str, valid: Iterable[str], where: str) -> ConfigError:
-    valid = list(valid)
-    close = difflib.get_close_matches(key, valid, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    label = f"[{section}]" if section else "the top level (sections)"
-    return ConfigError(f"{where}: unknown key {key!r} in {label}{hint}; valid keys of {label}: {', '.join(valid)}")
-
-
-def _convert(value: Any, kind: Any, key: str, where: str) -> Any:
-    """``value`` as the field type ``kind``, or ConfigError naming the key and what is allowed."""
-    origin = typing.get_origin(kind)
-    if origin is list:
-        (item_kind,) = typing.get_args(kind)
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: {key} = {value!r} must be a list")
-        return [_convert(v, item_kind, f"{key}[{i}]", where) for i, v in enumerate(value)]
-    ok = {
-        bool: isinstance(value, bool),
-        int: isinstance(value, int) and not isinstance(value, bool),
-        float: isinstance(value, (int, float)) and not isinstance(value, bool),
-        str: isinstance(value, str),
-        dict: isinstance(value, dict),
-    }[kind]
-    if not ok:
-        raise ConfigError(f"{where}: {key} = {value!r} has type {type(value).__name__}; expected {kind.__name__}")
-    return float(value) if kind is float else value
-
-
-def _merge(target: object, values: Mapping[str, Any], prefix: str, where: str) -> None:
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"{where}: [{prefix}] must be a table of keys, got {values!r}")
-    fields = _fields(target)
-    for key, value in values.items():
-        path = f"{prefix}.{key}" if prefix else key
-        if key not in fields:
-            raise _unknown(key, prefix, fields, where)
-        current = getattr(target, key)
-        if dataclasses.is_dataclass(current):
-            _merge(current, value, path, where)
-        else:
-            setattr(target, key, _convert(value, fields[key], path, where))
-
-
-def _parse_text(text: str, kind: Any, key: str) -> Any:
-    """A command-line value read with the field's type."""
-    where = "command line"
-    if typing.get_origin(kind) is list:
-        stripped = text.strip()
-        if stripped.startswith("["):
-            return _convert(_toml_value(stripped, key), kind, key, where)
-        (item_kind,) = typing.get_args(kind)
-        parts = [p.strip() for p in stripped.split(",") if p.strip()]
-        return [_parse_text(p, item_kind, f"{key}[{i}]") for i, p in enumerate(parts)]
-    if kind is bool:
-        lowered = text.strip().lower()
-        if lowered in ("true", "yes", "on", "1"):
-            return True
-        if lowered in ("false", "no", "off", "0"):
-            return False
-        raise ConfigError(f"{where}: --{key} {text!r}; expected true or false")
-    if kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            raise ConfigError(f"{where}: --{key} {text!r}; expected {kind.__name__}") from None
-    if kind is dict:
-        return _convert(_toml_value(text, key), dict, key, where)
-    return text
-
-
-def _toml_value(text: str, key: str) -> Any:
-    toml = _toml_module()
-    try:
-        return toml.loads(f"value = {text}")["value"]
-    except toml.TOMLDecodeError as exc:
-        raise ConfigError(f"command line: --{key} {text!r} is not a valid TOML value ({exc})") from None
-
-
-def _toml_module():
-    try:
-        import tomllib  # Python >= 3.11
-    except ModuleNotFoundError:  # pragma: no cover - Python 3.10 uses the tomli backport
-        import tomli as tomllib
-    return tomllib
-
-
-def get_key(config: RunConfig, key: str) -> Any:
-    """The value at a dotted key such as ``"train.epochs"``."""
-    value: Any = config
-    for part in key.split("."):
-        value = getattr(value, part)
-    return value
-
-
-def apply_overrides(config: RunConfig, overrides: Iterable[tuple[str, str]]) -> None:
-    """Set ``("section.key", "text")`` pairs, each read with the key's type, then re-check.
-
-    Raises:
-        ConfigError: an unknown section or key (the message lists the valid ones), a key
-            that names a whole section, or a value that does not parse.
-    """
-    for dotted, text in overrides:
-        parts = dotted.split(".")
-        target: Any = config
-        for depth, part in enumerate(parts):
-            fields = _fields(target)
-            section = ".".join(parts[:depth])
-            if part not in fields:
-                raise _unknown(part, section, fields, "command line")
-            current = getattr(target, part)
-            if depth == len(parts) - 1:
-                if dataclasses.is_dataclass(current):
-                    example = next(iter(_fields(current)))
-                    raise ConfigError(f"command line: --{dotted} names a section; set one of its keys, "
-                                      f"e.g. --{dotted}.{example}")
-                setattr(target, part, _parse_text(text, fields[part], dotted))
-            elif not dataclasses.is_dataclass(current):
-                raise ConfigError(f"command line: --{dotted}: {'.'.join(parts[:depth + 1])} is a value, not a section")
-            target = current
-    config.resolve()
-
-
-def parse_override_args(args: list[str]) -> list[tuple[str, str]]:
-    """``["--train.epochs", "3", "--eval.ks=5,10"]`` -> ``[("train.epochs", "3"), ("eval.ks", "5,10")]``."""
-    pairs, i = [], 0
-    while i < len(args):
-        token = args[i]
-        if not token.startswith("--") or "." not in token.split("=", 1)[0]:
-            raise ConfigError(f"command line: unexpected argument {token!r}; config overrides look like "
-                              "--section.key value (e.g. --train.epochs 3)")
-        name = token[2:]
-        if "=" in name:
-            name, text = name.split("=", 1)
-            i += 1
-        elif i + 1 < len(args):
-            text = args[i + 1]
-            i += 2
-        else:
-            raise ConfigError(f"command line: {token} needs a value")
-        pairs.append((name, text))
-    return pairs
-
-
 def load_config(path: str | os.PathLike, overrides: Iterable[tuple[str, str]] = ()) -> RunConfig:
     """Read a TOML run config, apply command-line overrides, fill defaults and check it all.
 
@@ -429,13 +293,13 @@ def load_config(path: str | os.PathLike, overrides: Iterable[tuple[str, str]] = 
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist" if not path.exists() else f"{path} is not a file")
-    toml = _toml_module()
+    toml = toml_module()
     try:
         values = toml.loads(path.read_text(encoding="utf-8"))
     except toml.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     config = RunConfig()
-    _merge(config, values, "", str(path))
+    merge_values(config, values, "", str(path))
     if not config.train.out_dir:
         config.train.out_dir = str(Path("runs") / path.stem)
     apply_overrides(config, overrides)  # also resolves and checks

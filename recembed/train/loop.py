@@ -3,7 +3,8 @@
 :class:`Trainer` runs one :class:`~recembed.train.config.RunConfig` end to end and writes
 into ``train.out_dir``::
 
-    checkpoints/checkpoint-<epoch>.pt   after every epoch (atomic; the newest few are kept)
+    checkpoints/checkpoint-<epoch>.pt   after every epoch (atomic; the newest few are kept;
+                                        a run sharded over ranks writes sharded-<epoch>/ folders)
     best.pt                             the best epoch's model (when train.restore_best)
     model.pt                            the final model, its config and id maps (for export)
     metrics.json, history.json, curves.png, config.json
@@ -11,7 +12,7 @@ into ``train.out_dir``::
 A checkpoint holds everything the rest of the run depends on -- model weights with the
 fused optimizers' state, the dense optimizer, RNG states, epoch, history, early stopping
 and the data-order seed -- so ``fit(resume=True)`` ends exactly where an uninterrupted
-run would have.
+run would have. A run over several ranks is :class:`recembed.train.distributed_run.DistributedTrainer`.
 
 Example:
     >>> config = RunConfig.from_dict({"train": {"task": "rating", "epochs": 2, "out_dir": "runs/mf"}})
@@ -22,14 +23,13 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, TextIO
+from typing import Optional, TextIO
 
 import numpy as np
 import torch
@@ -45,15 +45,23 @@ from recembed.train.config import RunConfig
 from recembed.train.early_stopping import EarlyStopping
 from recembed.train.history import History
 from recembed.train.progress import ProgressBar
+from recembed.train.run_state import (
+    RESUMABLE,
+    RUN_FORMAT,
+    check_resumable,
+    latest_run_checkpoint,
+    list_sharded_checkpoints,
+    read_run_state,
+    remove_sharded_checkpoint,
+    rng_state,
+    set_rng_state,
+    thread_count,
+    use_threads,
+)
 from recembed.train.tasks import Task, make_task
 
-__all__ = ["Trainer", "FitResult", "evaluate_checkpoint", "load_model", "thread_count"]
+__all__ = ["Trainer", "FitResult", "evaluate_checkpoint", "load_model", "thread_count", "RUN_FORMAT", "RESUMABLE"]
 
-RUN_FORMAT = "recembed-run"
-#: Keys that may change between a run and its resumption; everything else must match.
-RESUMABLE = {"train.epochs", "train.progress", "train.threads", "train.out_dir", "train.log_every",
-             "train.prefetch_depth", "train.keep_checkpoints", "train.patience", "train.early_stopping",
-             "train.min_delta", "train.plot"}
 _LOWER_IS_BETTER = ("rmse", "mae", "log_loss", "loss")
 
 
@@ -67,7 +75,8 @@ class FitResult:
         out_dir: where the files were written.
         best_epoch: 1-based epoch whose model was evaluated (None without evaluation).
         train_samples_per_s: training throughput of this call's epochs (loader included).
-        model: the trained model.
+        model: the trained model (plain, unsharded); None when the run's ranks were separate
+            processes (``train.nproc > 1``): load ``out_dir / "model.pt"`` instead.
     """
 
     metrics: dict[str, float]
@@ -75,58 +84,7 @@ class FitResult:
     out_dir: Path
     best_epoch: Optional[int]
     train_samples_per_s: float
-    model: nn.Module
-
-
-def thread_count(requested: int) -> int:
-    """``requested``, or for 0: one core fewer than the machine has (the loader thread gets
-    that core), at least 1 and at most 4 (recommender steps are small; more threads spin).
-
-    On 2 cores this is 1: measured on a busy 2-core machine, two torch/numba threads made
-    a matrix-factorisation epoch 25x slower than one, as their workers spin for work.
-    """
-    import os
-
-    return requested if requested > 0 else max(1, min(4, (os.cpu_count() or 1) - 1))
-
-
-@contextlib.contextmanager
-def _threads(count: int) -> Iterator[None]:
-    """Use ``count`` torch and numba threads inside the block, then restore the old counts."""
-    import numba
-
-    old_torch, old_numba = torch.get_num_threads(), numba.get_num_threads()
-    # numba first: starting its thread pool can reset torch's thread count.
-    numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(old_numba)
-        torch.set_num_threads(old_torch)
-
-
-def _flatten(values: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _rng_state() -> dict:
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "numpy": [kind, keys.astype(np.int64), pos, has_gauss, cached],
-            "python": list(random.getstate()[1]), "python_version": random.getstate()[0]}
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, np.asarray(keys).astype(np.uint32), pos, has_gauss, cached))
-    random.setstate((state["python_version"], tuple(state["python"]), None))
+    model: Optional[nn.Module]
 
 
 def load_model(task: Task, model: nn.Module, state: dict, path: Path) -> None:
@@ -169,6 +127,12 @@ class Trainer:
 
     # ---- setup ---------------------------------------------------------------------------
     def _setup(self) -> None:
+        self._load_task_and_seed()
+        self.model = self.task.build_model()
+        self._make_dense_optimizer()
+
+    def _load_task_and_seed(self) -> None:
+        """Load the data (unless a loaded task was given) and seed every RNG from ``train.seed``."""
         t = self.config.train
         if self.task is None:
             self.task = make_task(self.config)
@@ -176,10 +140,11 @@ class Trainer:
         torch.manual_seed(t.seed)
         np.random.seed(t.seed & 0xFFFFFFFF)
         random.seed(t.seed)
-        self.model = self.task.build_model()
+        self.start_epoch, self.global_step = 0, 0
+
+    def _make_dense_optimizer(self) -> None:
         params = dense_parameters(self.model)
         self.dense_optimizer = self._dense_optimizer(params) if params else None
-        self.start_epoch, self.global_step = 0, 0
 
     def _dense_optimizer(self, params: list) -> torch.optim.Optimizer:
         t = self.config.train
@@ -201,47 +166,63 @@ class Trainer:
                     group["lr"] = self.config.model.embedding_lr * factor
 
     # ---- checkpoints ---------------------------------------------------------------------
-    def _state(self, epoch: int) -> dict:
+    def _state(self, epoch: int, model: nn.Module | None = None) -> dict:
+        """The run state after ``epoch`` epochs; ``model`` (default: the trained one) gives
+        the weights and id maps."""
+        model = self.model if model is None else model
         return {
             "format": RUN_FORMAT, "epoch": epoch, "global_step": self.global_step,
-            "config": self.config.to_dict(), "model": self.model.state_dict(),
+            "config": self.config.to_dict(), "model": model.state_dict(),
             "dense_optimizer": None if self.dense_optimizer is None else self.dense_optimizer.state_dict(),
             "history": self.history.state_dict(), "early_stopping": self.stopper.state_dict(),
-            "rng": _rng_state(), "data_seed": self.config.train.seed,
-            "id_maps": self.task.id_maps(self.model),
+            "rng": rng_state(), "data_seed": self.config.train.seed,
+            "id_maps": self.task.id_maps(model),
         }
 
-    def _resume(self) -> None:
-        path = self.checkpoints.latest()
+    def _save_checkpoint(self, epoch: int) -> None:
+        """The epoch checkpoint (``epoch`` is 1-based)."""
+        self.checkpoints.save(self._state(epoch), epoch)
+
+    def _save_best(self, epoch: int) -> None:
+        save_checkpoint(self.out_dir / "best.pt", {"epoch": epoch, "model": self.model.state_dict()})
+
+    def _latest_checkpoint(self) -> Path:
+        """The checkpoint ``--resume`` continues from: the newest epoch, a file or a sharded folder."""
+        path = latest_run_checkpoint(self.checkpoints.directory, self.checkpoints.prefix)
         if path is None:
             raise CheckpointError(f"--resume: there is no checkpoint in {self.checkpoints.directory}; "
                                   "start the run without --resume")
-        state = load_checkpoint(path)
-        if state.get("format") != RUN_FORMAT:
-            raise CheckpointError(f"{path} is not a recembed training checkpoint")
-        saved, current = _flatten(state["config"]), _flatten(self.config.to_dict())
-        changed = sorted(k for k in set(saved) | set(current) if k not in RESUMABLE and saved.get(k) != current.get(k))
-        if changed:
-            details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed[:6])
-            raise CheckpointError(f"cannot resume from {path}: the config changed ({details}); only "
-                                  f"{', '.join(sorted(RESUMABLE))} may change")
+        return path
+
+    def _resume(self) -> None:
+        path = self._latest_checkpoint()
+        state = read_run_state(path)
+        check_resumable(state, self.config.to_dict(), path)
         load_model(self.task, self.model, state, path)
+        self._restore_run_state(state, path)
+
+    def _restore_run_state(self, state: dict, path: Path) -> None:
+        """Everything but the model: dense optimizer, history, early stopping, RNG, counters."""
         if self.dense_optimizer is not None:
             self.dense_optimizer.load_state_dict(state["dense_optimizer"])
         self.history.load_state_dict(state["history"])
         self.stopper.load_state_dict(state["early_stopping"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         self.start_epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
         self._say(f"resumed from {path} (epoch {self.start_epoch})")
 
     def _clear_previous_run(self) -> None:
-        """A fresh run replaces an earlier run's checkpoints in the same folder: left in place,
-        they would outrank the new ones in rotation and in a later ``--resume``."""
+        """A fresh run replaces an earlier run's checkpoints in the same folder (files and
+        sharded folders): left in place, they would outrank the new ones in rotation and in
+        a later ``--resume``."""
         old = self.checkpoints.checkpoints() + [p for p in [self.out_dir / "best.pt"] if p.is_file()]
         for path in old:
             path.unlink()
-        if old:
-            self._say(f"removed {len(old)} checkpoint(s) of an earlier run in {self.out_dir}")
+        folders = [path for _, path in list_sharded_checkpoints(self.checkpoints.directory)]
+        for folder in folders:
+            remove_sharded_checkpoint(folder)
+        if old or folders:
+            self._say(f"removed {len(old) + len(folders)} checkpoint(s) of an earlier run in {self.out_dir}")
 
     # ---- training ------------------------------------------------------------------------
     def _train_epoch(self, epoch: int, tb) -> tuple[float, float]:
@@ -276,16 +257,22 @@ class Trainer:
         return total / samples, samples / max(elapsed, 1e-9)
 
     def _evaluate(self, split: str) -> dict[str, float]:
-        self.model.eval()
+        return self._evaluate_model(self.model, split)
+
+    def _evaluate_model(self, model: nn.Module, split: str) -> dict[str, float]:
+        model.eval()
         try:
-            return self.task.evaluate(self.model, split)
+            return self.task.evaluate(model, split)
         finally:
-            self.model.train()
+            model.train()
 
     def fit(self, resume: bool = False) -> FitResult:
         """Train (or continue with ``resume``), evaluate on the test split, write the outputs."""
         t = self.config.train
-        with _threads(thread_count(t.threads)):
+        if t.nproc > 1:
+            raise ConfigError(f"train.nproc = {t.nproc}: Trainer trains in this one process; start the ranks with "
+                              "recembed.train.distributed_run.fit_run(config) (or `recembed train --nproc N`)")
+        with use_threads(thread_count(t.threads)):
             self._setup()
             self.out_dir.mkdir(parents=True, exist_ok=True)
             if resume:
@@ -300,7 +287,7 @@ class Trainer:
                 tb = TensorBoardLogger(self.tensorboard_dir)
             try:
                 rates = self._run_epochs(tb)
-                return self._finish(tb, float(np.mean(rates)) if rates else 0.0)
+                return self._finish(tb, float(np.mean(rates)) if rates else 0.0, self.model)
             finally:
                 if tb is not None:
                     tb.close()
@@ -318,8 +305,8 @@ class Trainer:
             self.history.log_epoch({"train_loss": train_loss, **val})
             self.stopper.step(val, epoch=epoch + 1)
             if self.stopper.improved and t.restore_best:
-                save_checkpoint(self.out_dir / "best.pt", {"epoch": epoch + 1, "model": self.model.state_dict()})
-            self.checkpoints.save(self._state(epoch + 1), epoch + 1)
+                self._save_best(epoch + 1)
+            self._save_checkpoint(epoch + 1)
             shown = ", ".join(f"{k} {v:.4f}" for k, v in val.items())
             mark = " *" if self.stopper.improved else ""
             self._say(f"epoch {epoch + 1}/{t.epochs}: train_loss {train_loss:.4f} | val {shown}{mark} | "
@@ -331,20 +318,21 @@ class Trainer:
                           f"(best {self.stopper.best:.4f} at epoch {self.stopper.best_epoch})")
         return rates
 
-    def _finish(self, tb, rate: float) -> FitResult:
+    def _finish(self, tb, rate: float, model: nn.Module) -> FitResult:
+        """Test ``model`` (a plain model: the trained one, or the best epoch's), write the outputs."""
         t = self.config.train
         best_epoch = self.stopper.best_epoch
         best_path = self.out_dir / "best.pt"
         if t.restore_best and best_epoch is not None and best_path.is_file():
-            load_model(self.task, self.model, load_checkpoint(best_path), best_path)
+            load_model(self.task, model, load_checkpoint(best_path), best_path)
         elif self.history.epochs:
             best_epoch = len(self.history.epochs)
-        metrics = self._evaluate("test")
+        metrics = self._evaluate_model(model, "test")
         final = {**metrics, **self.task.reference_metrics()}
         summary = {**final, "epochs": len(self.history.epochs), "best_epoch": best_epoch}
         save_checkpoint(self.out_dir / "model.pt", {
-            "format": RUN_FORMAT, "config": self.config.to_dict(), "model": self.model.state_dict(),
-            "id_maps": self.task.id_maps(self.model), "metrics": final, "epoch": len(self.history.epochs)})
+            "format": RUN_FORMAT, "config": self.config.to_dict(), "model": model.state_dict(),
+            "id_maps": self.task.id_maps(model), "metrics": final, "epoch": len(self.history.epochs)})
         self._write_json("metrics.json", summary)
         self._write_json("config.json", self.config.to_dict())
         self.history.save_json(self.out_dir / "history.json")
@@ -354,11 +342,11 @@ class Trainer:
             plot_history(self.history, self.out_dir / "curves.png", title=f"{self.task.name}: {self.config.model.kind}")
         if tb is not None:
             tb.log_scalars(metrics, step=max(self.global_step, 0), prefix="test/")
-            projection = self.task.projection(self.model)
+            projection = self.task.projection(model)
             if projection is not None:
                 tb.add_embedding(projection.matrix, projection.labels, tag=projection.tag,
                                  step=self.global_step, metadata_header=projection.header)
-        return FitResult(final, self.history, self.out_dir, best_epoch, rate, self.model)
+        return FitResult(final, self.history, self.out_dir, best_epoch, rate, model)
 
     def _write_json(self, name: str, values: dict) -> None:
         with atomic_writer(self.out_dir / name, "w", durable=False) as handle:
@@ -366,15 +354,16 @@ class Trainer:
 
 
 def evaluate_checkpoint(config: RunConfig, path: str | Path) -> dict[str, float]:
-    """Test metrics of the model saved at ``path`` (an epoch checkpoint, best.pt or model.pt)
-    on the data ``config`` describes (the same split as training, given the same config)."""
+    """Test metrics of the model saved at ``path`` (an epoch checkpoint -- file or sharded
+    folder --, best.pt or model.pt) on the data ``config`` describes (the same split as
+    training, given the same config)."""
     path = Path(path)
-    state = load_checkpoint(path)
+    state = read_run_state(path)
     if "model" not in state:
         raise CheckpointError(f"{path} holds no model state (keys: {sorted(state)})")
     task = make_task(config)
     task.load_data()
-    with _threads(thread_count(config.train.threads)):
+    with use_threads(thread_count(config.train.threads)):
         model = task.build_model()
         load_model(task, model, state, path)
         model.eval()
