@@ -16,8 +16,11 @@ round-trip through ``state_dict``.
 | ``ROBESpec``        | Z-value blocks at hashed offsets of one array      | ``ceil(ratio * n * D)`` values|
 
 ``quantize(module, dtype="int8" | "int4" | "float16")`` makes an inference copy of a
-collection or a whole model with row-wise quantised tables; :func:`table_sizes` and
-:func:`compressed_num_bytes` report what every table costs.
+collection or a whole model with row-wise quantised tables, stored in the row layouts of
+torch's FBGEMM embedding-bag operators and pooled by them (a numba kernel serves what they
+cannot: MAX pooling, padding rows, builds without them); ``scale_dtype="float32"`` gives
+int8 the byte operator's layout - faster, 8 bytes a row of scale and bias instead of 4.
+:func:`table_sizes` and :func:`compressed_num_bytes` report what every table costs.
 
 Example:
     >>> from recembed.compress import QRSpec, quantize, compressed_num_bytes

@@ -1,15 +1,16 @@
 """Pooled lookup over quantised tables (numba): dequantise only the rows a bag touches.
 
-All tables of a quantised collection share one flat byte array. A row is its codes (int8,
-int4 pairs, or float16 bit patterns) followed, for int8/int4, by its float16 or float32
-(scale, bias) - one contiguous read per id, as FBGEMM lays rows out, instead of a second
-cache miss in a separate scale array. A table is described by its byte offset, row stride
-and the byte position of (scale, bias) within a row (see
-:class:`~recembed.compress.quantized_collection.QuantizedEmbeddingBagCollection`).
+The fallback and reference path of :class:`~recembed.compress.quantized_collection.QuantizedEmbeddingBagCollection`:
+it serves every key the torch operators cannot (MAX pooling, padding ids, int4 with float32
+scales, builds of torch without the FBGEMM operators) - see :mod:`recembed.compress.quant_torch_ops`.
+
+All tables of a quantised collection share one flat byte array; each row is its codes then
+its (scale, bias), laid out as :mod:`recembed.compress.quant_layout` says. A table is
+described by its byte offset, row stride and the byte position of (scale, bias) in a row.
 
 One call pools every (feature, bag) of a batch, in parallel over bags; each bag
-accumulates ``w * (q * scale + bias)`` in float32 straight into its output slice, as
-``(w * scale) * q`` per column plus ``sum(w * bias)`` once at the end. Within a bag, rows
+accumulates ``w * (q * step + bias)`` in float32 straight into its output slice, as
+``(w * step) * q`` per column plus ``sum(w * bias)`` once at the end. Within a bag, rows
 are prefetched a few ids ahead. float16 values are widened arithmetically from their bit
 fields (numba has no float16 type on the CPU); non-finite values never occur (quantisation
 rejects them).
@@ -22,9 +23,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from recembed.compress.quant_layout import BYTES, HALF, NIBBLES
 from recembed.kernels.prefetch import prefetch_flat
 
-__all__ = ["half_exponent_scales", "pooled_float16", "pooled_int4", "pooled_int8"]
+__all__ = ["gather_rows", "half_exponent_scales", "pooled_quantized"]
 
 POOL_SUM, POOL_MEAN, POOL_MAX = 0, 1, 2
 _AHEAD = 4  # ids prefetched ahead of use
@@ -54,20 +56,43 @@ def _half(bits, pow2):
     return -v if bits & 0x8000 else v
 
 
-# Each format has its own kernel, so no inner loop tests the format; the shared steps are
-# inlined helpers. Indices are unsigned (np.uint64): numba then skips its negative-index
-# wraparound and the inner loops vectorise (signed indices ran ~4x slower).
+# Indices are unsigned (np.uint64): numba then skips its negative-index wraparound and the
+# inner loops vectorise (signed indices ran ~4x slower).
 _ONE = np.uint64(1)
+_FOUR = np.uint64(4)
 
 
 @numba.njit(inline="always")
-def _scale_bias(meta16, meta32, half, at):
-    """(scale, bias) stored at byte ``at``: float16 pairs through ``meta16``, else float32 through ``meta32``."""
+def _scale_bias(meta16, meta32, half, at, divisor):
+    """(step, bias) of the row whose (scale, bias) is at byte ``at``: float16 pairs through ``meta16``, else
+    float32 through ``meta32``; the stored scale is ``divisor`` steps."""
     if meta16.shape[0] > 0:
         m = np.uint64(at >> 1)
-        return _half(meta16[m], half), _half(meta16[m + _ONE], half)
+        return _half(meta16[m], half) / divisor, _half(meta16[m + _ONE], half)
     m = np.uint64(at >> 2)
-    return meta32[m], meta32[m + _ONE]
+    return meta32[m] / divisor, meta32[m + _ONE]
+
+
+@numba.njit(inline="always")
+def _nibble(data, src, j):
+    """The 4-bit code of column j of the int4 row at byte ``src`` (column 2k low, 2k + 1 high nibble of byte k)."""
+    byte = data[src + (j >> _ONE)]
+    return (byte >> _FOUR) if j & _ONE else (byte & np.uint8(15))
+
+
+@numba.njit(inline="always")
+def _code(fmt, data, data16, half, src, plane, j):
+    """Column j of the stored row at byte ``src``: its code, or its value for float16 rows.
+
+    ``plane`` is the byte length of one nibble plane (``PLANES`` rows: the high plane follows the low one).
+    """
+    if fmt == BYTES:
+        return np.float32(data[src + j])
+    if fmt == NIBBLES:
+        return np.float32(_nibble(data, src, j))
+    if fmt == HALF:
+        return _half(data16[(src >> _ONE) + j], half)
+    return np.float32(_nibble(data, src, j) | (_nibble(data, src + plane, j) << _FOUR))
 
 
 @numba.njit(inline="always")
@@ -97,14 +122,21 @@ def _finish_bag(flat, base, d, pool, count, bias_sum):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def pooled_int8(data, meta16, meta32, half, table_off, row_stride, meta_at, dims, pad, key_table, key_col, key_pool,
-                rows, offsets, psw, batch, out):
-    """int8 tables. ``data`` is the flat uint8 row store; ``meta16`` / ``meta32`` are its uint16 /
-    float32 views (the one not used is empty); ``psw`` is empty without per-sample weights.
-    ``key_table[k] < 0`` skips key k (served elsewhere); ``offsets`` are the KJT's global offsets."""
+def pooled_quantized(fmt, divisor, data, data16, meta32, half, table_off, row_stride, meta_at, dims, pad, key_table,
+                     key_col, key_pool, rows, offsets, psw, batch, out):
+    """Pool every (key, bag) of a batch into ``out`` ``(batch, width)`` float32.
+
+    ``fmt`` is the rows' :mod:`~recembed.compress.quant_layout` format and ``divisor`` the
+    stored scale's steps (:func:`~recembed.compress.quant_rows.step_divisor`). ``data`` is the
+    flat uint8 row store; ``data16`` its uint16 view (float16 values or scales; empty with
+    float32 scales) and ``meta32`` its float32 view (float32 scales; else empty); ``psw`` is
+    empty without per-sample weights. ``key_table[k] < 0`` skips key k (served elsewhere);
+    ``offsets`` are the KJT's global offsets.
+    """
     width = out.shape[1]
     flat = out.reshape(-1)
     weighted = psw.shape[0] > 0
+    scaled = fmt != HALF
     for job in numba.prange(key_table.shape[0] * batch):
         k = job // batch
         b = job - k * batch
@@ -112,6 +144,7 @@ def pooled_int8(data, meta16, meta32, half, table_off, row_stride, meta_at, dims
         if t < 0:
             continue
         d, pool, p, stride = np.uint64(dims[t]), key_pool[k], pad[t], row_stride[t]
+        plane = (d + _ONE) >> _ONE
         base = np.uint64(b * width + key_col[k])
         _start_bag(flat, base, d, pool)
         bias_sum = np.float32(0.0)
@@ -126,98 +159,56 @@ def pooled_int8(data, meta16, meta32, half, table_off, row_stride, meta_at, dims
             count += 1
             at = table_off[t] + r * stride
             src = np.uint64(at)
-            scale, bias = _scale_bias(meta16, meta32, half, at + meta_at[t])
+            step, bias = np.float32(1.0), np.float32(0.0)
+            if scaled:
+                step, bias = _scale_bias(data16, meta32, half, at + meta_at[t], divisor)
             if pool == POOL_MAX:
                 for j in range(d):
-                    flat[base + j] = max(flat[base + j], np.float32(data[src + j]) * scale + bias)
+                    value = _code(fmt, data, data16, half, src, plane, j) * step + bias
+                    flat[base + j] = max(flat[base + j], value)
             else:
                 wt = psw[i] if weighted else np.float32(1.0)
-                a = wt * scale
+                a = wt * step
                 bias_sum += wt * bias
                 for j in range(d):
-                    flat[base + j] += a * np.float32(data[src + j])
+                    flat[base + j] += a * _code(fmt, data, data16, half, src, plane, j)
         _finish_bag(flat, base, d, pool, count, bias_sum)
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
-def pooled_int4(data, meta16, meta32, half, table_off, row_stride, meta_at, dims, pad, key_table, key_col, key_pool,
-                rows, offsets, psw, batch, out):
-    """int4 tables: two codes per byte (column 2j in the low nibble, 2j + 1 in the high); else as :func:`pooled_int8`."""
-    width = out.shape[1]
-    flat = out.reshape(-1)
-    weighted = psw.shape[0] > 0
-    for job in numba.prange(key_table.shape[0] * batch):
-        k = job // batch
-        b = job - k * batch
-        t = key_table[k]
-        if t < 0:
-            continue
-        d, pool, p, stride = np.uint64(dims[t]), key_pool[k], pad[t], row_stride[t]
-        pairs = d >> _ONE
-        base = np.uint64(b * width + key_col[k])
-        _start_bag(flat, base, d, pool)
-        bias_sum = np.float32(0.0)
-        count = 0
-        end = offsets[job + 1]
-        for i in range(offsets[job], end):
-            if i + _AHEAD < end:
-                _prefetch_row(data, table_off[t] + rows[i + _AHEAD] * stride, stride)
-            r = rows[i]
-            if r == p:
-                continue
-            count += 1
-            at = table_off[t] + r * stride
-            src = np.uint64(at)
-            scale, bias = _scale_bias(meta16, meta32, half, at + meta_at[t])
-            if pool == POOL_MAX:
-                for j in range(d):
-                    byte = data[src + (j >> _ONE)]
-                    q = (byte >> 4) if j & _ONE else (byte & 15)
-                    flat[base + j] = max(flat[base + j], np.float32(q) * scale + bias)
-            else:
-                wt = psw[i] if weighted else np.float32(1.0)
-                a = wt * scale
-                bias_sum += wt * bias
-                for jb in range(pairs):
-                    byte = data[src + jb]
-                    flat[base + (jb << _ONE)] += a * np.float32(byte & 15)
-                    flat[base + (jb << _ONE) + _ONE] += a * np.float32(byte >> 4)
-                if d & _ONE:
-                    flat[base + d - _ONE] += a * np.float32(data[src + pairs] & 15)
-        _finish_bag(flat, base, d, pool, count, bias_sum)
+@numba.njit(cache=True, nogil=True)
+def gather_rows(rows, offsets, psw, keys, row_base, row_limit, key_mean, batch):
+    """The ids of ``keys`` (in that order) as rows of one stacked table: ``rows + row_base[k]``.
 
-
-@numba.njit(parallel=True, cache=True, nogil=True)
-def pooled_float16(data, data16, half, table_off, row_stride, dims, pad, key_table, key_col, key_pool, rows, offsets,
-                   psw, batch, out):
-    """float16 tables: ``data16`` is the uint16 view of ``data``; values are widened through ``half``."""
-    width = out.shape[1]
-    flat = out.reshape(-1)
-    weighted = psw.shape[0] > 0
-    for job in numba.prange(key_table.shape[0] * batch):
-        k = job // batch
-        b = job - k * batch
-        t = key_table[k]
-        if t < 0:
-            continue
-        d, pool, p, stride = np.uint64(dims[t]), key_pool[k], pad[t], row_stride[t]
-        base = np.uint64(b * width + key_col[k])
-        _start_bag(flat, base, d, pool)
-        count = 0
-        end = offsets[job + 1]
-        for i in range(offsets[job], end):
-            if i + _AHEAD < end:
-                _prefetch_row(data, table_off[t] + rows[i + _AHEAD] * stride, stride)
-            r = rows[i]
-            if r == p:
-                continue
-            count += 1
-            src = np.uint64((table_off[t] + r * stride) >> 1)
-            if pool == POOL_MAX:
-                for j in range(d):
-                    flat[base + j] = max(flat[base + j], _half(data16[src + j], half))
-            else:
-                wt = psw[i] if weighted else np.float32(1.0)
-                for j in range(d):
-                    flat[base + j] += wt * _half(data16[src + j], half)
-        _finish_bag(flat, base, d, pool, count, np.float32(0.0))
+    Returns ``(ids (N,), bag_offsets (len(keys) * batch + 1,) from 0, weights (N,) or empty,
+    bad)`` for one torch-operator call over every key (see
+    :mod:`recembed.compress.quant_torch_ops`). The same pass range-checks each id against
+    ``[0, row_limit[k])``; ``bad`` is the first key holding an id outside it (-1: none), and
+    the other outputs are then not to be used. The weights fold MEAN in - ``psw / bag
+    length`` (1 without ``psw``) for keys with ``key_mean[k]`` - so the SUM-only operator
+    pools MEAN with no pass over its output; they are empty when no key needs them.
+    """
+    total, scaled = 0, psw.shape[0] > 0
+    for k in keys:
+        total += offsets[(k + 1) * batch] - offsets[k * batch]
+        scaled = scaled or key_mean[k]
+    ids = np.empty(total, np.int64)
+    weights = np.empty(total if scaled else 0, np.float32)
+    bag_offsets = np.empty(keys.shape[0] * batch + 1, np.int64)
+    bag_offsets[0] = 0
+    at = 0
+    for n in range(keys.shape[0]):
+        k = keys[n]
+        base, limit, start = row_base[k], row_limit[k], offsets[k * batch]
+        for b in range(batch):
+            lo, hi = offsets[k * batch + b], offsets[k * batch + b + 1]
+            share = np.float32(1.0) / (hi - lo) if key_mean[k] and hi > lo else np.float32(1.0)
+            for i in range(lo, hi):
+                r = rows[i]
+                if r < 0 or r >= limit:
+                    return ids, bag_offsets, weights, k
+                ids[at + i - start] = r + base
+                if scaled:
+                    weights[at + i - start] = psw[i] * share if psw.shape[0] > 0 else share
+            bag_offsets[n * batch + b + 1] = at + hi - start
+        at += offsets[(k + 1) * batch] - start
+    return ids, bag_offsets, weights, -1

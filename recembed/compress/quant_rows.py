@@ -1,13 +1,20 @@
 """Row-wise quantisation of one table: int8, int4 (two per byte) or float16 storage.
 
 int8 / int4 (``levels`` = 255 / 15): each row keeps a ``bias`` (at most the row's minimum)
-and a ``scale``, and each value ``x`` becomes the code ``q = round((x - bias) / scale)``;
-reading gives ``q * scale + bias``. ``bias`` is rounded *down* and ``scale`` rounded *up*
-to the storage dtype of the pair (float16 by default, as FBGEMM does; float32 on
+and a ``step``, and each value ``x`` becomes the code ``q = round((x - bias) / step)``;
+reading gives ``q * step + bias``. ``bias`` is rounded *down* and the stored scale rounded
+*up* to the storage dtype of the pair (float16 by default, as FBGEMM does; float32 on
 request), so every code lies in ``[0, levels]`` with no clipping and the error of every
-value is at most ``scale / 2`` of the stored scale (plus float32 rounding when read).
-A constant row gets the smallest positive scale. Values whose scale or bias do not fit
-float16 (beyond ±65504) need ``scale_dtype="float32"``.
+value is at most ``step / 2`` (plus float32 rounding when read). A constant row gets the
+smallest positive scale. Values whose scale or bias do not fit float16 (beyond ±65504)
+need ``scale_dtype="float32"``.
+
+The stored scale is the step itself, except for int8 with float16 scales, which stores
+``17 * step`` (:func:`step_divisor`): such a row is read by torch's 4-bit FBGEMM kernel as
+two 4-bit rows - the low and the high nibbles of every code, each weighted by the stored
+scale - and ``(low + 16 * high) / 17`` recovers ``q * step + bias`` (see
+:mod:`recembed.compress.quant_layout`). Scale 17 * step is the int4 scale of the same
+range, so nothing is lost: ``step`` is still the row's range / 255, rounded up.
 
 int4 packs two codes per byte, column ``2j`` in the low nibble and ``2j + 1`` in the high
 nibble; an odd dimension is padded with a zero nibble, so a row takes ``ceil(D / 2)`` bytes.
@@ -15,9 +22,8 @@ nibble; an odd dimension is padded with a zero nibble, so a row takes ``ceil(D /
 float16 stores the values rounded to float16 (no scale or bias).
 
 Bytes per row: int8 ``D + 2s``, int4 ``ceil(D / 2) + 2s``, float16 ``2D``, with ``s`` = 2
-(float16 scale/bias) or 4 - against ``4D`` for float32; a quantised collection stores
-(scale, bias) right after each row's codes, aligned (see
-:func:`~recembed.compress.quantized_collection.row_layout`). For D = 32: 3.6x, 6.4x and
+(float16 scale/bias) or 4 - against ``4D`` for float32; a quantised collection adds a little
+padding (see :func:`~recembed.compress.quant_layout.row_layout`). For D = 32: 3.6x, 6.4x and
 2x smaller.
 """
 
@@ -29,11 +35,16 @@ import numpy as np
 
 from recembed.errors import ConfigError
 
-__all__ = ["QUANT_DTYPES", "SCALE_DTYPES", "QuantizedRows", "quantize_rows", "row_bytes"]
+__all__ = ["QUANT_DTYPES", "SCALE_DTYPES", "QuantizedRows", "quantize_rows", "row_bytes", "step_divisor"]
 
 QUANT_DTYPES = ("int8", "int4", "float16")
 SCALE_DTYPES = ("float16", "float32")
 _LEVELS = {"int8": 255, "int4": 15}
+
+
+def step_divisor(dtype: str, scale_dtype: str) -> int:
+    """What the stored scale is divided by to give the step: 17 for int8 with float16 scales, else 1."""
+    return 17 if dtype == "int8" and scale_dtype == "float16" else 1
 
 
 def row_bytes(dim: int, dtype: str) -> int:
@@ -49,7 +60,8 @@ class QuantizedRows:
         dtype: ``"int8"``, ``"int4"`` or ``"float16"``.
         dim: the table's embedding_dim D.
         codes: ``(rows, row_bytes)`` uint8 for int8/int4, ``(rows, D)`` float16 for float16.
-        scale_bias: ``(rows, 2)`` (scale, bias) in float16 or float32; ``(rows, 0)`` for float16 tables.
+        scale_bias: ``(rows, 2)`` stored (scale, bias) in float16 or float32 (the step is scale /
+            :func:`step_divisor`); ``(rows, 0)`` for float16 tables.
     """
 
     dtype: str
@@ -65,18 +77,30 @@ class QuantizedRows:
     def nbytes(self) -> int:
         return int(self.codes.nbytes + self.scale_bias.nbytes)
 
+    @property
+    def scale_dtype(self) -> str:
+        """``"float16"`` or ``"float32"``: the storage of (scale, bias); float16 tables say ``"float16"``."""
+        return "float32" if self.scale_bias.dtype == np.float32 else "float16"
+
+    def steps(self) -> np.ndarray:
+        """``(rows,)`` float64 quantisation step of every row (0 for float16 tables): error <= step / 2."""
+        if not self.scale_bias.shape[1]:
+            return np.zeros(self.num_rows)
+        return self.scale_bias[:, 0].astype(np.float64) / step_divisor(self.dtype, self.scale_dtype)
+
     def dequantize(self, rows: np.ndarray | None = None) -> np.ndarray:
         """Float32 values of ``rows`` (all rows when None): ``(len(rows), D)``. For measuring error only."""
         codes = self.codes if rows is None else self.codes[rows]
         if self.dtype == "float16":
             return codes.astype(np.float32)
-        meta = (self.scale_bias if rows is None else self.scale_bias[rows]).astype(np.float32)
+        meta = (self.scale_bias if rows is None else self.scale_bias[rows]).astype(np.float64)
+        meta[:, 0] /= step_divisor(self.dtype, self.scale_dtype)
         if self.dtype == "int4":
             unpacked = np.empty((codes.shape[0], codes.shape[1] * 2), dtype=np.uint8)
             unpacked[:, 0::2] = codes & 0x0F
             unpacked[:, 1::2] = codes >> 4
             codes = unpacked[:, : self.dim]
-        return codes.astype(np.float32) * meta[:, :1] + meta[:, 1:2]
+        return (codes.astype(np.float64) * meta[:, :1] + meta[:, 1:2]).astype(np.float32)
 
 
 def _round(values: np.ndarray, dtype: type, down: bool) -> np.ndarray:
@@ -94,7 +118,7 @@ def quantize_rows(weight: np.ndarray, dtype: str = "int8", scale_dtype: str = "f
 
     Example:
         >>> q = quantize_rows(np.array([[0.0, 1.0, 0.5]], dtype=np.float32), "int8")
-        >>> q.codes.tolist(), np.abs(q.dequantize() - [[0.0, 1.0, 0.5]]).max() <= q.scale_bias[0, 0] / 2
+        >>> q.codes.tolist(), np.abs(q.dequantize() - [[0.0, 1.0, 0.5]]).max() <= q.steps()[0] / 2
         ([[0, 255, 127]], True)
     """
     if dtype not in QUANT_DTYPES:
@@ -113,13 +137,15 @@ def quantize_rows(weight: np.ndarray, dtype: str = "int8", scale_dtype: str = "f
     meta_type = np.float16 if scale_dtype == "float16" else np.float32
     lo = w.min(axis=1) if dim else np.zeros(rows)
     hi = w.max(axis=1) if dim else np.zeros(rows)
+    divisor = step_divisor(dtype, scale_dtype)
     with np.errstate(over="ignore"):
         bias = _round(lo, meta_type, down=True)
-        scale = _round((hi - bias.astype(np.float64)) / levels, meta_type, down=False)
+        scale = _round((hi - bias.astype(np.float64)) * (divisor / levels), meta_type, down=False)
     if not (np.isfinite(bias).all() and np.isfinite(scale).all()):
         raise ConfigError(f"quantize: row minimum or range overflows {scale_dtype}; use scale_dtype='float32'")
     scale = np.where(scale > 0, scale, meta_type(np.finfo(meta_type).smallest_subnormal))
-    q = np.rint((w - bias.astype(np.float64)[:, None]) / scale.astype(np.float64)[:, None])
+    step = scale.astype(np.float64) / divisor
+    q = np.rint((w - bias.astype(np.float64)[:, None]) / step[:, None])
     q = np.clip(q, 0, levels).astype(np.uint8)
     if dtype == "int4":
         if dim % 2:

@@ -3,12 +3,17 @@
 :func:`quantize` turns an ``EmbeddingBagCollection`` - or a model holding some, such as
 ``DLRM`` - into an inference copy whose tables are stored row-wise as int8, int4 or
 float16 (:mod:`recembed.compress.quant_rows`) and pooled without ever dequantising a whole
-table (:mod:`recembed.compress.quant_kernels`). The original is left untouched; the rest of
+table (:mod:`recembed.compress.quant_torch_ops`, :mod:`recembed.compress.quant_kernels`). The original is left untouched; the rest of
 a model (MLPs ...) is deep-copied. Compressed tables keep their structure with quantised
 sub-tables. Fused-optimizer state is training-only and is dropped, with a warning.
 
 :func:`save_quantized` / :func:`load_quantized` store a quantised collection as one
-``.npz`` file (raw arrays plus a JSON header; no pickle), written atomically.
+``.npz`` file (raw arrays plus a JSON header; no pickle), written atomically. Format
+version 2 stores the rows as :mod:`recembed.compress.quant_layout` lays them out. Version 1
+files (session 1) load too; their int8 tables with float16 scales stored plain codes and
+the step itself, which version 2 cannot hold exactly, so :func:`load_quantized`
+re-quantises those tables from their stored values (each value moves by at most half a new
+step; every other kind of table loads bit for bit).
 
 Example:
     >>> small = quantize(model, dtype="int8")           # model: DLRM / EmbeddingBagCollection
@@ -37,6 +42,7 @@ from recembed.compress.quant_rows import (
     SCALE_DTYPES,
     QuantizedRows,
     quantize_rows,
+    row_bytes,
 )
 from recembed.compress.quantized_collection import QuantizedEmbeddingBagCollection
 from recembed.errors import CheckpointError, ConfigError
@@ -46,7 +52,8 @@ from recembed.tables.config import EmbeddingBagConfig
 __all__ = ["load_quantized", "quantization_error", "quantize", "save_quantized"]
 
 _FORMAT = "recembed.quantized_embedding_bag_collection"
-_VERSION = 1
+_VERSION = 2
+_READABLE_VERSIONS = (1, 2)  # 1: int8 with float16 scales held plain codes and the step
 _CONFIG_FIELDS = ("name", "num_embeddings", "embedding_dim", "feature_names", "pooling", "padding_idx",
                   "hash_size", "hash_seed")
 
@@ -59,6 +66,9 @@ def quantize(module: nn.Module, dtype: str = "int8", scale_dtype: str = "float16
         dtype: ``"int8"``, ``"int4"`` (two codes per byte; odd dims padded by one zero
             nibble per row) or ``"float16"``.
         scale_dtype: storage of each row's (scale, bias): ``"float16"`` (default) or ``"float32"``.
+            For int8 the choice is also a speed/size trade: float16 rows (D + 4 bytes) are read
+            by torch's 4-bit operator as two nibble planes, float32 rows (D + 8 bytes) by its
+            faster byte operator (:mod:`recembed.compress.quant_layout`).
     Returns:
         A :class:`QuantizedEmbeddingBagCollection` for a collection; otherwise a deep copy of
         ``module`` in eval mode whose collections are replaced (nothing else changes).
@@ -130,7 +140,7 @@ def quantization_error(original: EmbeddingBagCollection, quantized: QuantizedEmb
         err = np.abs(stored.dequantize() - exact)
         ratio = float("nan")
         if stored.scale_bias.shape[1]:
-            half = stored.scale_bias[:, :1].astype(np.float64) / 2
+            half = stored.steps()[:, None] / 2
             ratio = float((err / half).max()) if err.size else 0.0
         out[cfg.name] = {"max_abs": float(err.max(initial=0.0)), "mean_abs": float(err.mean()) if err.size else 0.0,
                          "max_over_half_scale": ratio}
@@ -192,9 +202,9 @@ def load_quantized(path: str | os.PathLike) -> QuantizedEmbeddingBagCollection:
         if isinstance(exc, CheckpointError):
             raise
         raise CheckpointError(f"{path}: cannot read a quantised collection ({exc})") from exc
-    if header.get("format") != _FORMAT or header.get("version") != _VERSION:
+    if header.get("format") != _FORMAT or header.get("version") not in _READABLE_VERSIONS:
         raise CheckpointError(f"{path}: format {header.get('format')!r} version {header.get('version')!r}; "
-                              f"expected {_FORMAT!r} version {_VERSION}")
+                              f"expected {_FORMAT!r} version {' or '.join(map(str, _READABLE_VERSIONS))}")
     try:
         configs = [EmbeddingBagConfig(**fields) for fields in header["tables"]]
         collection = QuantizedEmbeddingBagCollection(configs, header["dtype"], header["scale_dtype"])
@@ -205,4 +215,22 @@ def load_quantized(path: str | os.PathLike) -> QuantizedEmbeddingBagCollection:
         raise CheckpointError(f"{path}: array 'data' is {rows.dtype}{list(rows.shape)}, the header's tables "
                               f"need uint8{list(want)}")
     collection.data.copy_(torch.from_numpy(np.ascontiguousarray(rows)))
+    if header["version"] == 1 and collection.dtype == "int8" and collection.scale_dtype == "float16":
+        _requantize_version_1(collection)
     return collection
+
+
+def _requantize_version_1(collection: QuantizedEmbeddingBagCollection) -> None:
+    """Version 1 int8 rows: plain codes, then float16 (step, bias) - the version 2 row's byte count. Re-quantise
+    each table from its stored values into the version 2 layout."""
+    rebuilt = {}
+    for cfg in collection.embedding_bag_configs():
+        if cfg.name in collection.compressed:
+            continue
+        block = collection._block(collection._index[cfg.name])
+        codes = block[:, : row_bytes(cfg.embedding_dim, "int8")].astype(np.float64)
+        meta = np.ascontiguousarray(block[:, -4:]).view(np.float16).astype(np.float64)
+        values = codes * meta[:, :1] + meta[:, 1:2]
+        rebuilt[cfg.name] = quantize_rows(values, "int8", "float16")
+    fresh = QuantizedEmbeddingBagCollection.from_rows(collection.embedding_bag_configs(), rebuilt, "int8", "float16")
+    collection.data.copy_(fresh.data)

@@ -3,10 +3,13 @@
 ``forward(KeyedJaggedTensor) -> KeyedTensor`` as :class:`~recembed.tables.EmbeddingBagCollection`
 (same keys, order, widths, pooling, per-sample weights, padding and ``hash_size``
 hashing), but plain tables are stored as int8, int4 or float16 rows
-(:mod:`recembed.compress.quant_rows`) and pooled by one numba call that dequantises only
-the rows each bag touches (:mod:`recembed.compress.quant_kernels`). The whole table is
-never dequantised. Compressed tables (QR, Bloom ...) are kept as copies whose sub-table
-collections are quantised the same way; mixed-dimension projections stay float32.
+(:mod:`recembed.compress.quant_rows`, laid out as :mod:`recembed.compress.quant_layout`
+says) and pooled without ever dequantising a whole table: SUM and MEAN keys by torch's
+FBGEMM row-wise operators (:mod:`recembed.compress.quant_torch_ops`), every other key -
+MAX pooling, tables with a padding index, builds without the operators - by one numba call
+(:mod:`recembed.compress.quant_kernels`). Compressed tables (QR, Bloom ...) are kept as
+copies whose sub-table collections are quantised the same way; mixed-dimension
+projections stay float32.
 
 The row store is a buffer, so ``state_dict()`` holds it; see
 :func:`recembed.compress.save_quantized` for a standalone file.
@@ -21,41 +24,32 @@ import torch
 from torch import nn
 
 from recembed.compress.quant_kernels import (
+    gather_rows,
     half_exponent_scales,
-    pooled_float16,
-    pooled_int4,
-    pooled_int8,
+    pooled_quantized,
 )
-from recembed.compress.quant_rows import QuantizedRows, row_bytes
-from recembed.errors import ConfigError, UnknownKeyError
+from recembed.compress.quant_layout import (
+    HALF,
+    code_format,
+    pack_rows,
+    row_layout,
+    unpack_rows,
+)
+from recembed.compress.quant_rows import QuantizedRows, step_divisor
+from recembed.compress.quant_torch_ops import pool_with_torch_ops, torch_op_keys
+from recembed.errors import ConfigError, IdOutOfRangeError, UnknownKeyError
 from recembed.kernels.fused_cpu import find_bad_rows
 from recembed.sparse import KeyedJaggedTensor, KeyedTensor
 from recembed.tables.collection import iter_feature_slices
 from recembed.tables.config import EmbeddingBagConfig, PoolingType
 from recembed.tables.ids import ids_to_rows
 
-__all__ = ["QuantizedEmbeddingBagCollection", "row_layout"]
+__all__ = ["QuantizedEmbeddingBagCollection", "row_layout"]  # row_layout: re-exported from quant_layout
 
 _DTYPES = ("int8", "int4", "float16")
 _NO_WEIGHTS = np.zeros(0, np.float32)
 _NO_HALF = np.zeros(0, np.uint16)
 _POOL = {PoolingType.SUM: 0, PoolingType.MEAN: 1, PoolingType.MAX: 2}
-
-
-def row_layout(dim: int, dtype: str, scale_dtype: str) -> tuple[int, int]:
-    """``(row_stride, meta_at)`` in bytes of one stored row: codes, then (scale, bias) from ``meta_at``.
-
-    The codes are padded to a multiple of the scale's size (2 or 4 bytes) so that (scale,
-    bias) can be read aligned: int8 with an odd D and float16 scales spends one byte per row;
-    int4 with float32 scales pads ``ceil(D / 2)`` up to a multiple of 4. float16 tables have
-    no scale or bias (``meta_at`` = stride). Examples: D = 32 int8 -> 36 bytes, int4 -> 20.
-    """
-    codes = row_bytes(dim, dtype)
-    if dtype == "float16":
-        return codes, codes
-    size = 2 if scale_dtype == "float16" else 4
-    meta_at = -(-codes // size) * size
-    return meta_at + 2 * size, meta_at
 
 
 class QuantizedEmbeddingBagCollection(nn.Module):
@@ -64,7 +58,11 @@ class QuantizedEmbeddingBagCollection(nn.Module):
     Build with :func:`recembed.compress.quantize` (or :meth:`from_rows`).
 
     Buffer ``data``: every plain table's rows, one table after another in config order, each
-    row laid out as :func:`row_layout` says (codes, then its scale and bias).
+    row laid out as :func:`~recembed.compress.quant_layout.row_layout` says (codes, then its
+    scale and bias).
+
+    Attribute ``use_torch_ops`` (default True): set False to pool every key with the numba
+    kernel (the reference the torch-operator path is tested against).
     """
 
     def __init__(self, configs: Sequence[EmbeddingBagConfig], dtype: str, scale_dtype: str = "float16",
@@ -75,6 +73,8 @@ class QuantizedEmbeddingBagCollection(nn.Module):
         if scale_dtype not in ("float16", "float32"):
             raise ConfigError(f"quantize: scale_dtype={scale_dtype!r} is not one of float16, float32")
         self.dtype, self.scale_dtype = dtype, scale_dtype
+        self.use_torch_ops = True
+        self._format = code_format(dtype, scale_dtype)
         self._configs = list(configs)
         self.compressed = nn.ModuleDict(dict(compressed or {}))
         self._feature_to_table = {f: c.name for c in configs for f in c.feature_names}
@@ -92,6 +92,10 @@ class QuantizedEmbeddingBagCollection(nn.Module):
         self._pad = np.array([-1 if c.padding_idx is None else c.padding_idx for c in self._plain], dtype=np.int64)
         self.register_buffer("data", torch.zeros(int(sizes.sum()), dtype=torch.uint8))
         self._plans: dict[tuple[str, ...], dict] = {}
+        self._op_groups: dict[tuple[tuple[str, ...], bool], list[np.ndarray]] = {}
+        # One stacked (rows, stride) table for the torch operators: every row offset is a whole row.
+        self._stackable = (len(set(self._dims.tolist())) == 1 and len(set(self._stride.tolist())) == 1
+                           and not (self._format == HALF and (self._pad >= 0).any()))
 
     @classmethod
     def from_rows(cls, configs: Sequence[EmbeddingBagConfig], rows: Mapping[str, QuantizedRows], dtype: str,
@@ -107,12 +111,7 @@ class QuantizedEmbeddingBagCollection(nn.Module):
             if q.scale_bias.size and q.scale_bias.dtype != np.dtype(scale_dtype):
                 raise ConfigError(f"table '{cfg.name}': scale/bias are {q.scale_bias.dtype}, the collection "
                                   f"stores {scale_dtype}")
-            block = out._block(i)
-            codes = np.ascontiguousarray(q.codes).view(np.uint8)
-            block[:, : codes.shape[1]] = codes
-            if q.scale_bias.size:
-                meta = np.ascontiguousarray(q.scale_bias).view(np.uint8)
-                block[:, out._meta_at[i] : out._meta_at[i] + meta.shape[1]] = meta
+            out._block(i)[:] = pack_rows(q, scale_dtype)
         return out
 
     # ---- inspection --------------------------------------------------------------------
@@ -132,16 +131,7 @@ class QuantizedEmbeddingBagCollection(nn.Module):
         if name not in self._index:
             raise UnknownKeyError(f"quantised collection: no plain table '{name}' (tables: {list(self._index)})")
         i = self._index[name]
-        cfg = self._plain[i]
-        block = self._block(i)
-        width = row_bytes(cfg.embedding_dim, self.dtype)
-        codes = np.ascontiguousarray(block[:, :width])
-        if self.dtype == "float16":
-            no_meta = np.zeros((len(block), 0), np.float16)
-            return QuantizedRows("float16", cfg.embedding_dim, codes.view(np.float16), no_meta)
-        at = int(self._meta_at[i])
-        meta = np.ascontiguousarray(block[:, at:]).view(np.dtype(self.scale_dtype))
-        return QuantizedRows(self.dtype, cfg.embedding_dim, codes, meta)
+        return unpack_rows(self._block(i), self._plain[i].embedding_dim, self.dtype, self.scale_dtype)
 
     def dequantize(self, name: str) -> torch.Tensor:
         """Every row of table ``name`` as float32 ``(rows, D)`` - for measuring error, not for lookups."""
@@ -196,8 +186,9 @@ class QuantizedEmbeddingBagCollection(nn.Module):
             raise UnknownKeyError(f"QuantizedEmbeddingBagCollection: features {missing} are missing from the batch "
                                   f"(batch keys: {keys})")
 
-    def _rows(self, features: KeyedJaggedTensor, plan: dict) -> torch.Tensor:
-        """Checked (and where configured, hashed) int64 rows of every plain feature, in KJT order."""
+    def _rows(self, features: KeyedJaggedTensor, plan: dict, check: np.ndarray) -> torch.Tensor:
+        """int64 rows of every plain feature, in KJT order: hashed where configured, and range-checked for the
+        keys with ``check[k] >= 0`` (the torch-operator keys are checked as they are gathered)."""
         values = features.values()
         rows = values.to(torch.int64)
         batch = features.stride()
@@ -206,7 +197,7 @@ class QuantizedEmbeddingBagCollection(nn.Module):
         offsets = features.offsets()
         # One numba pass range-checks every key (the kernels must not read outside a table);
         # only a failing or hashed key goes through ids_to_rows, which names the feature and id.
-        bad = find_bad_rows(rows.numpy(), offsets.numpy(), plan["check"], self._num_rows, batch)
+        bad = find_bad_rows(rows.numpy(), offsets.numpy(), check, self._num_rows, batch)
         suspects = [k for k in range(len(bad)) if bad[k] >= 0] + plan["hashed"]
         if not suspects:
             return rows
@@ -237,22 +228,17 @@ class QuantizedEmbeddingBagCollection(nn.Module):
         # Every column is written below (the kernel for plain tables, lookups for compressed ones).
         out = torch.empty(batch, sum(self._output_dims), dtype=torch.float32)
         plan = self._plan(keys)
-        table, col, pool = plan["table"], plan["col"], plan["pool"]
-        if self._plain and (table >= 0).any():
-            data = self.data.numpy()
-            psw = _NO_WEIGHTS if weights is None else weights.to(torch.float32).contiguous().numpy()
-            rows = self._rows(features, plan).numpy()
-            offsets = features.offsets().contiguous().numpy()
-            common = (table, col, pool, rows, offsets, psw, batch, out.numpy())
-            if self.dtype == "float16":
-                pooled_float16(data, data.view(np.uint16), half_exponent_scales(), self._table_off, self._stride,
-                               self._dims, self._pad, *common)
-            else:
-                half_meta = self.scale_dtype == "float16"
-                kernel = pooled_int8 if self.dtype == "int8" else pooled_int4
-                kernel(data, data.view(np.uint16) if half_meta else _NO_HALF,
-                       _NO_WEIGHTS if half_meta else data.view(np.float32), half_exponent_scales(), self._table_off,
-                       self._stride, self._meta_at, self._dims, self._pad, *common)
+        table, col = plan["table"], plan["col"]
+        if self._plain and batch > 0 and (table >= 0).any():
+            groups = self._torch_op_groups(keys, plan, weights is not None)
+            kernel_table = table.copy()
+            for group in groups:
+                kernel_table[group] = -1
+            rows_t = self._rows(features, plan, np.where(kernel_table >= 0, plan["check"], -1)).contiguous()
+            offsets_t = features.offsets().contiguous()
+            self._pool_with_torch_ops(groups, plan, rows_t, offsets_t, weights, batch, out, features)
+            if (kernel_table >= 0).any():
+                self._pool_with_kernel(kernel_table, plan, rows_t, offsets_t, weights, batch, out)
         if len(self.compressed):
             for k, piece in enumerate(iter_feature_slices(features)):
                 name = self._feature_to_table[piece.name]
@@ -261,6 +247,76 @@ class QuantizedEmbeddingBagCollection(nn.Module):
                     out[:, col[k] : col[k] + width] = self.compressed[name].lookup(
                         piece.ids, piece.offsets, piece.weights, feature=piece.name)
         return KeyedTensor(keys=list(self._output_keys), length_per_key=list(self._output_dims), values=out)
+
+    def _torch_op_groups(self, keys: tuple[str, ...], plan: dict, weighted: bool) -> list[np.ndarray]:
+        """Batch-key indices pooled by the torch operators, one array per operator call (may be empty).
+
+        When every plain table has one dim and row stride (and, for float16, no padding row),
+        the row store is one stacked table and a single call pools every key; otherwise one
+        call per key.
+        """
+        if not self.use_torch_ops:
+            return []
+        groups = self._op_groups.get((keys, weighted))
+        if groups is None:
+            usable = torch_op_keys(self._format, self.scale_dtype, plan["table"].tolist(), plan["pool"].tolist(),
+                                   self._pad.tolist(), weighted)
+            chosen = np.flatnonzero(usable).astype(np.int64)
+            groups = [chosen] if self._stackable and len(chosen) else [chosen[i : i + 1] for i in range(len(chosen))]
+            self._op_groups[(keys, weighted)] = groups
+        return groups
+
+    def _pool_with_torch_ops(self, groups: list[np.ndarray], plan: dict, rows: torch.Tensor, offsets: torch.Tensor,
+                             weights: torch.Tensor | None, batch: int, out: torch.Tensor,
+                             features: KeyedJaggedTensor) -> None:
+        psw = _NO_WEIGHTS if weights is None else weights.to(torch.float32).contiguous().numpy()
+        table, col, pool = plan["table"], plan["col"], plan["pool"]
+        for group in groups:
+            first = int(table[group[0]])
+            dim, stride = int(self._dims[first]), int(self._stride[first])
+            if self._stackable:
+                weight = self.data.view(-1, stride)
+                key_base = self._table_off[table] // stride
+            else:
+                n, start = int(self._num_rows[first]), int(self._table_off[first])
+                weight = self.data[start : start + n * stride].view(n, stride)
+                key_base = np.zeros(len(table), np.int64)
+            key_mean = (pool == 1) & (self._format != HALF)  # float16: torch.embedding_bag pools MEAN itself
+            ids, bag_offsets, w, bad = gather_rows(rows.numpy(), offsets.numpy(), psw, group, key_base,
+                                                   self._num_rows[table], key_mean, batch)
+            if bad >= 0:
+                self._raise_bad_ids(features, plan, int(bad))
+            cols = col[group]
+            side_by_side = bool((np.diff(cols) == dim).all())
+            if side_by_side:  # write straight into the output's columns, viewed as (K, B, D)
+                target = out[:, cols[0] : cols[0] + len(group) * dim].view(batch, len(group), dim).transpose(0, 1)
+            else:
+                target = torch.empty(len(group), batch, dim)
+            pool_with_torch_ops(self._format, weight, dim, torch.from_numpy(ids), torch.from_numpy(bag_offsets),
+                                torch.from_numpy(w) if len(w) else None, torch.from_numpy(pool[group] == 1), target,
+                                padding_idx=int(self._pad[first]) if len(group) == 1 else -1)
+            if not side_by_side:
+                for i in range(len(group)):
+                    out[:, cols[i] : cols[i] + dim] = target[i]
+
+    def _raise_bad_ids(self, features: KeyedJaggedTensor, plan: dict, k: int) -> None:
+        """Key k holds an id outside its table: raise the error ``ids_to_rows`` gives (feature, table, id)."""
+        batch, key = features.stride(), features.keys()[k]
+        start, end = (int(x) for x in features.offsets()[[k * batch, (k + 1) * batch]])
+        cfg = self._plain[int(plan["table"][k])]
+        ids_to_rows(features.values()[start:end], cfg, key)
+        raise IdOutOfRangeError(f"feature '{key}' (table '{cfg.name}'): an id is outside [0, {cfg.num_embeddings})")
+
+    def _pool_with_kernel(self, key_table: np.ndarray, plan: dict, rows: torch.Tensor, offsets: torch.Tensor,
+                          weights: torch.Tensor | None, batch: int, out: torch.Tensor) -> None:
+        data = self.data.numpy()
+        psw = _NO_WEIGHTS if weights is None else weights.to(torch.float32).contiguous().numpy()
+        half_values_or_scales = self._format == HALF or self.scale_dtype == "float16"
+        divisor = np.float32(step_divisor(self.dtype, self.scale_dtype))
+        pooled_quantized(self._format, divisor, data, data.view(np.uint16) if half_values_or_scales else _NO_HALF,
+                         _NO_WEIGHTS if half_values_or_scales else data.view(np.float32), half_exponent_scales(),
+                         self._table_off, self._stride, self._meta_at, self._dims, self._pad, key_table, plan["col"],
+                         plan["pool"], rows.numpy(), offsets.numpy(), psw, batch, out.numpy())
 
     def extra_repr(self) -> str:
         return f"dtype={self.dtype}, scale_dtype={self.scale_dtype}, tables={[c.name for c in self._configs]}"
