@@ -8,15 +8,14 @@ special case ``p = q = 1`` (uniform, or weight-proportional, first-order walks).
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
 from recembed.errors import ConfigError
 from recembed.graph.csr import Graph
-from recembed.graph.walks import PAD, random_walks
+from recembed.graph.walks import PAD, check_walk_settings, random_walks
 
 if TYPE_CHECKING:
     from recembed.seq2vec import KeyedVectors
@@ -70,18 +69,13 @@ class Node2Vec:
     ):
         if not isinstance(graph, Graph):
             raise ConfigError(f"graph must be a recembed.graph.Graph, got {type(graph).__name__}")
+        check_walk_settings(walk_length, walks_per_node, p, q, seed)
         for name, value in (
-            ("dimensions", dimensions), ("walk_length", walk_length),
-            ("walks_per_node", walks_per_node), ("window", window), ("negative", negative),
+            ("dimensions", dimensions), ("window", window), ("negative", negative),
             ("epochs", epochs), ("workers", workers),
         ):
-            _check_positive_int(name, value)
-        for name, value in (("p", p), ("q", q)):
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-                    or not (math.isfinite(float(value)) and value > 0):
-                raise ConfigError(f"{name} = {value!r} is not allowed; {name} must be finite and > 0")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ConfigError(f"seed must be a non-negative int, got {seed!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
         self.graph = graph
         self.dimensions = int(dimensions)
         self.walk_length = int(walk_length)
@@ -140,6 +134,12 @@ class Node2Vec:
 class DeepWalk(Node2Vec):
     """DeepWalk (Perozzi et al., 2014): :class:`Node2Vec` with ``p = q = 1``.
 
+    Takes every keyword of :class:`Node2Vec` except ``p`` and ``q``, which it fixes at 1
+    (uniform, or weight-proportional, first-order walks).
+
+    Raises:
+        ConfigError: ``p`` or ``q`` given, or any invalid :class:`Node2Vec` setting.
+
     Example:
         >>> from recembed.graph import DeepWalk, Graph
         >>> g = Graph.from_edges([0, 1, 2, 3], [1, 2, 3, 0])
@@ -147,27 +147,11 @@ class DeepWalk(Node2Vec):
         (4, 8)
     """
 
-    def __init__(
-        self,
-        graph: Graph,
-        dimensions: int = 128,
-        walk_length: int = 80,
-        walks_per_node: int = 10,
-        window: int = 10,
-        negative: int = 5,
-        epochs: int = 1,
-        workers: int = 2,
-        seed: int = 0,
-    ):
-        super().__init__(
-            graph, dimensions=dimensions, walk_length=walk_length, walks_per_node=walks_per_node,
-            p=1.0, q=1.0, window=window, negative=negative, epochs=epochs, workers=workers, seed=seed,
-        )
-
-
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+    def __init__(self, graph: Graph, **settings: Any):
+        fixed = sorted({"p", "q"} & settings.keys())
+        if fixed:
+            raise ConfigError(f"DeepWalk fixes p = q = 1 and takes no {fixed}; use Node2Vec for other values")
+        super().__init__(graph, p=1.0, q=1.0, **settings)
 
 
 @contextmanager

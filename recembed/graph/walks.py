@@ -37,7 +37,7 @@ from numba import prange
 from recembed.errors import ConfigError
 from recembed.graph.csr import Graph
 
-__all__ = ["random_walks", "PAD"]
+__all__ = ["random_walks", "check_walk_settings", "PAD"]
 
 PAD = -1
 """Value filling a walk after it reaches a node with no out-neighbours."""
@@ -109,11 +109,11 @@ def random_walks(
     return walks
 
 
-def _check_walk_config(
-    graph: Graph, walk_length: int, walks_per_node: int, p: float, q: float, seed: int
-) -> None:
-    if not isinstance(graph, Graph):
-        raise ConfigError(f"graph must be a recembed.graph.Graph, got {type(graph).__name__}")
+def check_walk_settings(walk_length: object, walks_per_node: object, p: object, q: object, seed: object) -> None:
+    """Raise :class:`ConfigError` unless the walk settings are valid (see :func:`random_walks`).
+
+    The one place these are checked: :func:`random_walks` and :class:`Node2Vec` both call it.
+    """
     for name, value in (("walk_length", walk_length), ("walks_per_node", walks_per_node)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
@@ -123,7 +123,15 @@ def _check_walk_config(
         if not (math.isfinite(float(value)) and value > 0):
             raise ConfigError(f"{name} = {value!r} is not allowed; {name} must be finite and > 0")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
-        raise ConfigError(f"seed must be an int in [0, 2**64), got {seed!r}")
+        raise ConfigError(f"seed must be a non-negative int below 2**64, got {seed!r}")
+
+
+def _check_walk_config(
+    graph: Graph, walk_length: int, walks_per_node: int, p: float, q: float, seed: int
+) -> None:
+    if not isinstance(graph, Graph):
+        raise ConfigError(f"graph must be a recembed.graph.Graph, got {type(graph).__name__}")
+    check_walk_settings(walk_length, walks_per_node, p, q, seed)
     if graph.num_arcs == 0:
         raise ConfigError(
             f"the graph has {graph.num_nodes} nodes but no edges; every walk would stop at its start"

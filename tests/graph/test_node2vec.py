@@ -77,3 +77,13 @@ def test_bad_settings_raise_config_errors(kwargs, message):
 def test_graph_argument_must_be_a_graph():
     with pytest.raises(ConfigError, match="graph must be"):
         Node2Vec([(0, 1)])
+
+
+def test_deepwalk_refuses_p_and_q_and_checks_like_node2vec():
+    g = Graph.from_edges([0, 1], [1, 2])
+    with pytest.raises(ConfigError, match=r"DeepWalk fixes p = q = 1 and takes no \['q'\]"):
+        DeepWalk(g, q=2.0)
+    with pytest.raises(ConfigError, match="walk_length must be an int >= 1"):
+        DeepWalk(g, walk_length=0)
+    with pytest.raises(TypeError):
+        DeepWalk(g, walk_lenght=5)  # a misspelt keyword is not swallowed

@@ -127,7 +127,7 @@ def test_unweighted_first_order_steps_are_uniform():
         ({"q": "2"}, r"q must be a positive number"),
         ({"walk_length": 0}, r"walk_length must be an int >= 1"),
         ({"walks_per_node": 0}, r"walks_per_node must be an int >= 1"),
-        ({"seed": -1}, r"seed must be an int"),
+        ({"seed": -1}, r"seed must be a non-negative int"),
     ],
 )
 def test_bad_walk_parameters(kwargs, message):

@@ -101,7 +101,7 @@ def test_parameter_values_and_construction_parameters():
     assert index.get_params()["num_probes"] == 9
     with pytest.raises(ConfigError, match=r"\['num_tables'\] are construction parameters .* 50 vectors"):
         index.num_tables = 3
-    assert index.num_tables == 16
+    assert index.num_tables == 48  # unchanged: still the default
     with pytest.raises(ConfigError, match="chunk_size must be >= 1"):
         ExactIndex(chunk_size=0)
 

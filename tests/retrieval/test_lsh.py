@@ -5,6 +5,8 @@ import pytest
 import torch
 
 from recembed.retrieval import ExactIndex, LSHIndex, recall_at_k
+from recembed.errors import ConfigError
+from recembed.retrieval.lsh import quantize_rows, sort_tables
 from recembed.retrieval.lsh_kernels import probe_rank_masks
 
 from .conftest import brute_force, gaussian_mixture
@@ -52,7 +54,7 @@ def test_probing_every_bucket_is_exact(random_data, metric):
 def test_probe_order_is_cheapest_first_and_distinct():
     costs = np.sort(np.random.default_rng(4).random(8))
     masks = np.empty(40, np.int64)
-    scratch = [np.empty(82, np.float64), np.empty(82, np.int64), np.empty(82, np.int64)]
+    scratch = [np.empty(82, np.float64), np.empty(82, np.int64)]
     produced = probe_rank_masks(costs, 40, masks, *scratch)
     assert produced == 40
     every = sorted(
@@ -65,7 +67,7 @@ def test_probe_order_is_cheapest_first_and_distinct():
 
 def test_probe_count_is_capped_by_the_number_of_buckets():
     masks = np.empty(100, np.int64)
-    scratch = [np.empty(202, np.float64), np.empty(202, np.int64), np.empty(202, np.int64)]
+    scratch = [np.empty(202, np.float64), np.empty(202, np.int64)]
     assert probe_rank_masks(np.array([0.1, 0.2, 0.3]), 100, masks, *scratch) == 8
 
 
@@ -123,3 +125,53 @@ def test_defaults_pick_bits_from_the_size_and_find_the_neighbours():
     index.add(gaussian_mixture(11000, 16, clusters=50, std=1.0, seed=9))
     index.search(queries[:1], 1)
     assert index.code_bits == 11  # re-derived from the new size (16000 rows)
+
+
+def test_int8_first_pass_keeps_the_float32_results():
+    # 3000 rows through 8 tables of 8 bits with 8 probes: ~1,000+ candidates per query, so
+    # the int8 pass runs (count > rerank) and only 100 rows are scored in float32.
+    vectors = gaussian_mixture(3000, 16, clusters=30, std=1.0, seed=12)
+    queries = gaussian_mixture(60, 16, clusters=30, std=1.0, seed=13)
+    index = LSHIndex(num_tables=8, num_bits=8, num_probes=8, rerank=100).build(vectors)
+    scores, ids = index.search(queries, 10)
+    assert index.last_candidates.min() > 100
+    index.rerank = 0  # every candidate in float32: the reference
+    ref_scores, ref_ids = index.search(queries, 10)
+    assert recall_at_k(ids, ref_ids) >= 0.99
+    normed = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    expected = np.einsum("qd,qkd->qk", queries / np.linalg.norm(queries, axis=1, keepdims=True), normed[ids.numpy()])
+    np.testing.assert_allclose(scores.numpy(), expected, rtol=1e-5, atol=1e-6)  # float32 scores, not int8
+    index.rerank = 5  # below k: k rows are re-scored, results stay sorted and distinct
+    few_scores, few_ids = index.search(queries, 10)
+    assert (np.diff(few_scores.numpy(), axis=1) <= 0).all()
+    assert all(len(set(row)) == 10 for row in few_ids.tolist())
+
+
+def test_quantize_rows_error_is_half_a_step_per_coordinate():
+    rng = np.random.default_rng(14)
+    vectors = torch.from_numpy(rng.standard_normal((300, 24)).astype(np.float32) * rng.uniform(0.01, 100, (300, 1)).astype(np.float32))
+    vectors[7] = 0.0  # an all-zero row must not divide by zero
+    codes, scales = quantize_rows(vectors)
+    assert codes.dtype == np.int8 and scales.shape == (300,)
+    assert np.abs(codes).max() == 127
+    error = np.abs(codes * scales[:, None] - vectors.numpy())
+    assert (error <= scales[:, None] * 0.5 * (1 + 1e-5)).all()
+    assert (codes[7] == 0).all()
+
+
+@pytest.mark.parametrize("bits, prefix_bits", [(17, 14), (12, 12), (20, 5), (6, 0)])
+def test_tables_are_sorted_by_code_then_row(bits, prefix_bits):
+    rng = np.random.default_rng(bits)
+    codes = rng.integers(0, 1 << bits, (3, 5000)).astype(np.int32)
+    codes[1, :2500] = 5  # one crowded bucket
+    entries, offsets = sort_tables(codes, prefix_bits, bits)
+    expected = np.sort((codes.astype(np.int64) << 32) | np.arange(5000), axis=1)
+    np.testing.assert_array_equal(entries, expected)
+    for t in range(3):
+        slots = np.bincount(expected[t] >> (32 + bits - prefix_bits), minlength=1 << prefix_bits)
+        np.testing.assert_array_equal(offsets[t], np.concatenate([[0], np.cumsum(slots)]))
+
+
+def test_rerank_must_be_a_non_negative_int():
+    with pytest.raises(ConfigError, match=r"LSHIndex.rerank must be in \[0, 1048576\], got -1"):
+        LSHIndex(rerank=-1)
