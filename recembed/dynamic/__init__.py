@@ -13,7 +13,8 @@ a :class:`DynamicEmbeddingTable`, which maps raw int64 ids (or hashed strings) t
 
 Recycled rows restart from fresh initial values and zeroed fused-optimizer state; the map,
 counters and timestamps live in ``state_dict``; ``export()`` / ``load_export()`` move the
-live ``(ids, vectors)`` to serving and back.
+live ``(ids, vectors)`` to serving and back. :func:`assign_many` / :func:`map_ids_many` map several
+tables' ids at once on threads.
 
 Example:
     >>> cfg = EmbeddingBagConfig(name="t_item", num_embeddings=100_000, embedding_dim=32, feature_names=["item"],
@@ -22,6 +23,7 @@ Example:
 """
 
 from recembed.dynamic.id_map import IdRowMap
+from recembed.dynamic.parallel import assign_many, map_ids_many
 from recembed.dynamic.spec import (
     AdmissionCounter,
     DefaultRow,
@@ -31,4 +33,5 @@ from recembed.dynamic.spec import (
 )
 from recembed.dynamic.table import DynamicEmbeddingTable
 
-__all__ = ["AdmissionCounter", "DefaultRow", "DynamicEmbeddingTable", "DynamicSpec", "Eviction", "IdRowMap", "IdType"]
+__all__ = ["AdmissionCounter", "DefaultRow", "DynamicEmbeddingTable", "DynamicSpec", "Eviction", "IdRowMap", "IdType",
+           "assign_many", "map_ids_many"]

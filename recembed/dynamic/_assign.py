@@ -1,19 +1,27 @@
 """numba passes over one batch of ids: find rows, admit new ids, evict and expire.
 
-``assign_rows`` is the training pass, in three steps over the batch:
+``assign_rows`` is the training pass. Its cost is memory latency, not arithmetic: the id
+map, the row metadata and the LRU queue are tens of megabytes, so nearly every access
+misses the caches. Each stage is therefore its own loop whose next addresses are known a
+few iterations ahead (the ids' hashes, the queue entries, the victims' ids) and prefetched,
+so many misses overlap instead of following one another.
 
-1. Look every id up; a live id's row is touched (last step = now, count += 1, and on its
-   first touch in the step a new stamp). A row unseen for more than ``ttl`` steps is
-   expired here: its id leaves the map and the row returns to the free list, so the id
-   counts as new.
-2. The batch's new ids, in order of first appearance, add their occurrences to their
-   admission counter (exact or count-min); an id whose count reaches ``min_count`` takes
-   a row: a free row, else an expired one, else the LRU / LFU victim. Rows touched in this
-   step are never victims, so every row this batch reads stays with its id.
-3. Every occurrence of a new id gets its row, or the default row when not admitted.
+1. **Find and touch**, per occurrence in batch order: a live id's row gets last step =
+   now, count += 1, and on its first touch in the step a new stamp. A row unseen for more
+   than ``ttl`` steps is expired here: its id leaves the map, the row returns to the free
+   list, and the id counts as new.
+2. **Distinct new ids** in order of first appearance, with their occurrences (a small
+   table that stays in cache).
+3. **Admit**: each new id adds its occurrences to its admission counter (exact or
+   count-min); an id whose count reaches ``min_count`` takes a row: a free row, else an
+   expired one, else the LRU / LFU victim. Rows touched in this step are never victims,
+   so every row this batch reads stays with its id. LRU and TTL victims are read from the
+   stamp-ordered queue in blocks (:func:`._queue.queue_collect`), LFU victims from the lazy
+   heap (:mod:`._heap`).
+4. **Scatter**: every occurrence of a new id gets its row, or the default row.
 
-LRU and TTL victims come from the stamp-ordered queue (:mod:`._queue`, O(1) each), LFU
-victims from the lazy heap (:mod:`._heap`, O(log n) each). Scalars live in ``scal``.
+The result is exactly that of handling the ids one at a time in batch order (the tests
+hold it to a plain-Python reference). Scalars live in ``scal``.
 """
 
 from __future__ import annotations
@@ -24,26 +32,28 @@ import numpy as np
 from recembed.dynamic._hashing import (
     counter_add,
     counter_delete,
-    home_slot,
-    map_delete,
+    counter_home,
+    key_hash,
+    map_delete_key,
     map_find,
+    map_find_hashed,
     map_insert,
     sketch_add,
+    sketch_column,
 )
 from recembed.dynamic._heap import (
     COUNT,
     GEN,
     ID,
     LAST,
-    SLOT,
     STAMP,
-    heap_pop,
     heap_push,
     heap_rebuild,
+    heap_victim,
     row_key,
 )
-from recembed.kernels.prefetch import prefetch_row_for_write as prefetch_row
-from recembed.dynamic._queue import queue_is_current, queue_push
+from recembed.dynamic._queue import fetch_meta, queue_collect, queue_push
+from recembed.kernels.prefetch import prefetch
 
 __all__ = [
     "COUNT_MIN",
@@ -68,13 +78,30 @@ __all__ = [
 NFREE, Q_HEAD, Q_TAIL, HEAP, PENDING, LIVE, STAMPS = 0, 1, 2, 3, 4, 5, 6
 NONE, LRU, LFU = 0, 1, 2
 EXACT, COUNT_MIN = 0, 1
-_AHEAD = 16  # ids between a prefetch and the use of what it loads
+_AHEAD = 16  # loop iterations between a prefetch and the use of what it loads
+_VICTIM_BLOCK = 4096  # LRU / TTL victims read from the queue at a time
+
+
+@numba.njit(inline="always")
+def _slot_of(hashed, mask):
+    return np.int64(hashed & np.uint64(mask))
+
+
+@numba.njit(inline="always")
+def _fetch_slots(slots, smask, hashed):
+    """Prefetch a key's home slot and the next line (a backward-shift deletion often reads into it).
+
+    Four 16-byte slots share a 64-byte line, so ``(home | 3) + 1`` is the first slot of the next line.
+    """
+    home = _slot_of(hashed, smask)
+    prefetch(slots, home, 0)
+    prefetch(slots, ((home | 3) + 1) & smask, 0)
 
 
 @numba.njit(inline="always")
 def _release(slots, smask, meta, scal, row):
     """Take ``row`` from its id: the id leaves the map and the row's generation moves on."""
-    map_delete(slots, smask, meta[row, SLOT], meta, SLOT)
+    map_delete_key(slots, smask, meta[row, ID])
     meta[row, LAST] = -1
     meta[row, GEN] += 1
     scal[LIVE] -= 1
@@ -82,92 +109,82 @@ def _release(slots, smask, meta, scal, row):
 
 @numba.njit(inline="always")
 def _stamp(meta, scal, queue, use_queue, row):
-    """Give ``row`` the next stamp (and queue it for LRU / TTL)."""
+    """Give ``row`` the next stamp (and queue it for LRU / TTL); True when the queue was compacted."""
     scal[STAMPS] += 1
     meta[row, STAMP] = scal[STAMPS]
-    if use_queue:
-        scal[Q_HEAD], scal[Q_TAIL] = queue_push(queue, scal[Q_HEAD], scal[Q_TAIL], meta, row, scal[STAMPS])
-
-
-@numba.njit(inline="always")
-def _queue_victim(queue, scal, meta, step, ttl, expired_only):
-    """The least recently used row if it may go now (expired, or just not in use); else -1."""
-    head, tail = scal[Q_HEAD], scal[Q_TAIL]
-    while head < tail and not queue_is_current(queue, head, meta):
-        head += 1  # a stale entry: the row was touched again, or freed, since
-    scal[Q_HEAD] = head
-    if head == tail:
-        return -1
-    row = queue[head, 0]
-    last = meta[row, LAST]
-    if (expired_only and step - last <= ttl) or last == step:
-        return -1  # nothing older is left / the least recent row is in use now, so every row is
-    scal[Q_HEAD] = head + 1
-    return row
+    if not use_queue:
+        return False
+    tail = scal[Q_TAIL]
+    scal[Q_HEAD], scal[Q_TAIL] = queue_push(queue, scal[Q_HEAD], tail, meta, row, scal[STAMPS])
+    return scal[Q_TAIL] != tail + 1
 
 
 @numba.njit
-def _heap_victim(heap, scal, meta, step, aside, n_aside):
-    """Pop the LFU heap down to a row not in use now; returns ``(row or -1, aside, n_aside)``.
+def _distinct(ids, inverse):
+    """Distinct ids in order of first appearance: ``(keys, hashes, occurrences, count)``.
 
-    Rows in use this step met on the way are parked in ``aside`` (grown as needed).
+    ``inverse[i]`` is the index of ``ids[i]`` among them. The table is small enough to stay in cache.
     """
-    while scal[HEAP] > 0:
-        k1, k2, row, gen = heap[0, 0], heap[0, 1], heap[0, 2], heap[0, 3]
-        scal[HEAP] = heap_pop(heap, scal[HEAP])
-        if meta[row, GEN] != gen or meta[row, LAST] < 0:
-            continue  # the row changed hands since this entry was made
-        c1, c2 = row_key(meta, row)
-        if c1 != k1 or c2 != k2:
-            scal[HEAP] = heap_push(heap, scal[HEAP], c1, c2, row, gen)  # out of date: requeue at its key
-            continue
-        if meta[row, LAST] == step:
-            if n_aside >= aside.shape[0]:
-                grown = np.empty((2 * aside.shape[0] + 16, 4), np.int64)
-                grown[:n_aside] = aside[:n_aside]
-                aside = grown
-            aside[n_aside, 0] = k1
-            aside[n_aside, 1] = k2
-            aside[n_aside, 2] = row
-            aside[n_aside, 3] = gen
-            n_aside += 1
-            continue
-        return row, aside, n_aside
-    return -1, aside, n_aside
-
-
-@numba.njit(cache=True, nogil=True)
-def assign_rows(ids, out, step, ttl, min_count, counter_code, eviction, pad_id, has_pad,
-                slots, smask, meta, free, scal, queue, heap, cslots, cmask, climit, sketch, salts):
-    """Map ``ids (N,)`` to rows in ``out (N,)``, admitting and evicting; returns the recycled rows.
-
-    A recycled row held another id before (it needs fresh values and optimizer state).
-    """
-    capacity = meta.shape[0]
-    default_row = capacity
-    use_queue = eviction == LRU or ttl > 0
     n = ids.shape[0]
-    miss_pos = np.empty(n, np.int64)
+    size = 16
+    while size < 2 * n:
+        size *= 2
+    mask = size - 1
+    table_key = np.empty(size, np.int64)
+    table_index = np.full(size, -1, np.int32)
+    keys = np.empty(n, np.int64)
+    hashes = np.empty(n, np.uint64)
+    occurrences = np.zeros(n, np.int64)
+    count = 0
+    for i in range(n):
+        key = ids[i]
+        hashed = key_hash(key)
+        s = _slot_of(hashed, mask)
+        while True:
+            u = table_index[s]
+            if u < 0:
+                u = count
+                table_index[s] = u
+                table_key[s] = key
+                keys[u] = key
+                hashes[u] = hashed
+                count += 1
+                break
+            if table_key[s] == key:
+                break
+            s = (s + 1) & mask
+        occurrences[u] += 1
+        inverse[i] = u
+    return keys, hashes, occurrences, count
+
+
+@numba.njit
+def _find_and_touch(ids, pad_id, has_pad, step, ttl, use_queue, slots, smask, meta, free, scal, queue, out, miss):
+    """Stages 1-2: rows of live ids into ``out``, touched; positions of the other ids into ``miss``; returns their count.
+
+    Repeats of an id in the batch find its slot and row in cache, so they are not merged first.
+    """
+    n = ids.shape[0]
     n_miss = 0
+    hashes = np.empty(n, np.uint64)
+    for i in range(n):
+        hashes[i] = key_hash(ids[i])
     for i in range(n):
         if i + _AHEAD < n:
-            prefetch_row(slots, home_slot(ids[i + _AHEAD], smask))
-            near = slots[home_slot(ids[i + _AHEAD // 2], smask), 1]  # usually that id's row, if it has one
+            prefetch(slots, _slot_of(hashes[i + _AHEAD], smask), 0)
+            near = slots[_slot_of(hashes[i + _AHEAD // 2], smask), 1]
             if near >= 0:
-                prefetch_row(meta, near)
+                fetch_meta(meta, near)
         key = ids[i]
         if has_pad and key == pad_id:
-            out[i] = default_row
+            out[i] = meta.shape[0]
             continue
-        s = map_find(slots, smask, key)
+        s = map_find_hashed(slots, smask, key, hashes[i])
         if s >= 0:
             row = slots[s, 1]
             last = meta[row, LAST]
             if ttl > 0 and step - last > ttl:
-                map_delete(slots, smask, s, meta, SLOT)  # expired: the row is free and the id is new again
-                meta[row, LAST] = -1
-                meta[row, GEN] += 1
-                scal[LIVE] -= 1
+                _release(slots, smask, meta, scal, row)
                 free[scal[NFREE]] = row
                 scal[NFREE] += 1
             else:
@@ -177,91 +194,116 @@ def assign_rows(ids, out, step, ttl, min_count, counter_code, eviction, pad_id, 
                     meta[row, LAST] = step
                     _stamp(meta, scal, queue, use_queue, row)
                 continue
-        miss_pos[n_miss] = i
+        miss[n_miss] = i
         n_miss += 1
-    recycled = np.empty(n_miss, np.int64)
-    if n_miss == 0:
-        return recycled
-    # The batch's distinct new ids, in order of first appearance, with their occurrences.
-    tsize = 16
-    while tsize < 2 * n_miss:
-        tsize *= 2
-    tmask = tsize - 1
-    tslots = np.full((tsize, 2), -1, np.int64)
-    uniq_key = np.empty(n_miss, np.int64)
-    uniq_occ = np.zeros(n_miss, np.int64)
-    miss_uniq = np.empty(n_miss, np.int64)
-    n_uniq = 0
-    for j in range(n_miss):
-        key = ids[miss_pos[j]]
-        s = map_find(tslots, tmask, key)
-        if s >= 0:
-            u = tslots[s, 1]
-        else:
-            u = n_uniq
-            tslots[-1 - s, 0] = key
-            tslots[-1 - s, 1] = u
-            uniq_key[u] = key
-            n_uniq += 1
-        uniq_occ[u] += 1
-        miss_uniq[j] = u
-    uniq_row = np.empty(n_uniq, np.int64)
+    return n_miss
+
+
+@numba.njit
+def _admit(keys, hashes, occurrences, rows, n_new, step, ttl, min_count, counter_code, eviction,
+           slots, smask, meta, free, scal, queue, heap, cslots, cmask, climit, sketch, salts):
+    """Stage 4: count the ``n_new`` new ids and give rows to those admitted (``rows[u]``, else the default row).
+
+    Returns the recycled rows.
+    """
+    default_row = meta.shape[0]
+    use_queue = eviction == LRU or ttl > 0  # LRU and TTL victims come from the queue
+    expired_only = eviction != LRU
+    exact = min_count > 1 and counter_code == EXACT
+    block = min(n_new, _VICTIM_BLOCK if min_count == 1 else 256)
+    victims = np.empty(block, np.int64)
+    where = np.empty(block, np.int64)
+    n_victims = used = 0
+    queue_dry = not use_queue
     aside = np.empty((0, 4), np.int64)
-    n_aside = 0
-    n_recycled = 0
-    for u in range(n_uniq):
-        if u + _AHEAD < n_uniq:  # the slot of a later new id, and the rows next in the LRU queue
-            prefetch_row(slots, home_slot(uniq_key[u + _AHEAD], smask))
-            if use_queue and scal[Q_HEAD] + _AHEAD < scal[Q_TAIL]:
-                prefetch_row(meta, queue[scal[Q_HEAD] + _AHEAD, 0])
-                near = queue[scal[Q_HEAD] + _AHEAD // 2, 0]
-                prefetch_row(slots, meta[near, SLOT])
-        key, occ = uniq_key[u], uniq_occ[u]
-        count = occ
-        if min_count > 1:
-            if counter_code == EXACT:
-                count, scal[PENDING] = counter_add(cslots, cmask, climit, scal[PENDING], key, occ, step)
-            else:
-                count = sketch_add(sketch, salts, key, occ)
-        uniq_row[u] = default_row
+    n_aside = n_recycled = 0
+    recycled = np.empty(n_new, np.int64)
+    for k in range(n_new):
+        if k + _AHEAD < n_new:
+            prefetch(slots, _slot_of(hashes[k + _AHEAD], smask), 0)
+            if exact:
+                prefetch(cslots, counter_home(keys[k + _AHEAD], cmask), 0)
+            elif min_count > 1:
+                for d in range(sketch.shape[0]):
+                    prefetch(sketch, d, sketch_column(sketch, salts, d, keys[k + _AHEAD]))
+        if used + _AHEAD < n_victims:  # the slots a victim's id will be deleted from
+            _fetch_slots(slots, smask, key_hash(meta[victims[used + _AHEAD], ID]))
+        key = keys[k]
+        count = occurrences[k]
+        if exact:
+            count, scal[PENDING] = counter_add(cslots, cmask, climit, scal[PENDING], key, count, step)
+        elif min_count > 1:
+            count = sketch_add(sketch, salts, key, count)
         if count < min_count:
             continue
-        # A row: a free one, else an expired one, else the LRU / LFU victim.
         row = -1
         if scal[NFREE] > 0:
             scal[NFREE] -= 1
             row = free[scal[NFREE]]
         else:
-            if ttl > 0:
-                row = _queue_victim(queue, scal, meta, step, ttl, True)
-            if row < 0 and eviction == LRU:
-                row = _queue_victim(queue, scal, meta, step, ttl, False)
-            elif row < 0 and eviction == LFU:
-                row, aside, n_aside = _heap_victim(heap, scal, meta, step, aside, n_aside)
+            if used == n_victims and not queue_dry:
+                n_victims, scan_end = queue_collect(queue, scal[Q_HEAD], scal[Q_TAIL], meta, step, ttl,
+                                                    expired_only, min(block, n_new - k), victims, where)
+                used = 0
+                if n_victims == 0:
+                    queue_dry = True  # the queue head is in use now (or not expired): so is every later entry
+                    scal[Q_HEAD] = scan_end
+            if used < n_victims:
+                row = victims[used]
+                scal[Q_HEAD] = where[used] + 1  # unused victims stay at and after the head
+                used += 1
+            elif eviction == LFU:
+                row, scal[HEAP], aside, n_aside = heap_victim(heap, scal[HEAP], meta, step, aside, n_aside)
             if row < 0:
                 continue  # no row may be taken now; an exact count is kept for next time
             _release(slots, smask, meta, scal, row)
-        if min_count > 1 and counter_code == EXACT:
+        if exact:
             scal[PENDING] = counter_delete(cslots, cmask, scal[PENDING], key)
         if meta[row, GEN] > 0:
             recycled[n_recycled] = row
             n_recycled += 1
-        meta[row, SLOT] = map_insert(slots, smask, key, row)
+        map_insert(slots, smask, key, row)
         meta[row, ID] = key
         meta[row, LAST] = step
         meta[row, COUNT] = count
         scal[LIVE] += 1
-        _stamp(meta, scal, queue, use_queue, row)
+        if _stamp(meta, scal, queue, use_queue, row):
+            n_victims = used = 0  # compacted: the unused victims moved to the front; read them again
         if eviction == LFU:
             _push_heap(heap, scal, meta, row)
-        uniq_row[u] = row
+        rows[k] = row
     for e in range(n_aside):
         if scal[HEAP] >= heap.shape[0]:
             scal[HEAP] = heap_rebuild(heap, meta)
         scal[HEAP] = heap_push(heap, scal[HEAP], aside[e, 0], aside[e, 1], aside[e, 2], aside[e, 3])
-    for j in range(n_miss):
-        out[miss_pos[j]] = uniq_row[miss_uniq[j]]
+    for u in range(n_new):
+        if rows[u] < 0:
+            rows[u] = default_row
     return recycled[:n_recycled]
+
+
+@numba.njit(cache=True, nogil=True)
+def assign_rows(ids, out, step, ttl, min_count, counter_code, eviction, pad_id, has_pad,
+                slots, smask, meta, free, scal, queue, heap, cslots, cmask, climit, sketch, salts):
+    """Map ``ids (N,)`` to rows in ``out (N,)``, admitting and evicting; returns the recycled rows.
+
+    A recycled row held another id before (it needs fresh values and optimizer state).
+    """
+    use_queue = eviction == LRU or ttl > 0
+    miss = np.empty(ids.shape[0], np.int64)
+    n_miss = _find_and_touch(ids, pad_id, has_pad, step, ttl, use_queue, slots, smask, meta, free, scal, queue,
+                             out, miss)
+    missed = np.empty(n_miss, np.int64)
+    for j in range(n_miss):
+        missed[j] = ids[miss[j]]
+    inverse = np.empty(n_miss, np.int64)
+    keys, hashes, occurrences, count = _distinct(missed, inverse)
+    rows = np.full(count, -1, np.int64)
+    recycled = _admit(keys, hashes, occurrences, rows, count, step, ttl, min_count, counter_code, eviction,
+                      slots, smask, meta, free, scal, queue, heap, cslots, cmask, climit, sketch, salts)
+    for j in range(n_miss):
+        out[miss[j]] = rows[inverse[j]]
+    return recycled
 
 
 @numba.njit
@@ -279,7 +321,7 @@ def find_rows(ids, out, step, ttl, pad_id, has_pad, slots, smask, meta):
     n = ids.shape[0]
     for i in range(n):
         if i + _AHEAD < n:
-            prefetch_row(slots, home_slot(ids[i + _AHEAD], smask))
+            prefetch(slots, _slot_of(key_hash(ids[i + _AHEAD]), smask), 0)
         key = ids[i]
         out[i] = default_row
         if has_pad and key == pad_id:
@@ -298,7 +340,7 @@ def rebuild_map(slots, smask, meta):
     live = 0
     for r in range(meta.shape[0]):
         if meta[r, LAST] >= 0:
-            meta[r, SLOT] = map_insert(slots, smask, meta[r, ID], r)
+            map_insert(slots, smask, meta[r, ID], r)
             live += 1
     return live
 
@@ -319,7 +361,7 @@ def place_ids(ids, step, slots, smask, meta, free, scal, queue, use_queue):
     scal[Q_TAIL] = 0
     m = ids.shape[0]
     for k in range(m):
-        meta[k, SLOT] = map_insert(slots, smask, ids[k], k)
+        map_insert(slots, smask, ids[k], k)
         meta[k, ID] = ids[k]
         meta[k, LAST] = step
         meta[k, COUNT] = 1
@@ -329,3 +371,4 @@ def place_ids(ids, step, slots, smask, meta, free, scal, queue, use_queue):
         free[nfree] = r
         nfree += 1
     return nfree
+

@@ -1,12 +1,15 @@
 """numba building blocks of the id map: open-addressing tables and the count-min sketch.
 
-Both hash tables use linear probing over a power-of-two number of slots, at most half
-full, with backward-shift deletion (no tombstones, so probe chains never rot). Ids may be
-any int64 value, so emptiness is marked in a second column rather than by a key value.
+Both hash tables use linear probing over a power-of-two number of slots, with
+backward-shift deletion (no tombstones, so probe chains never rot). Ids may be any int64
+value, so emptiness is marked in a second column rather than by a key value.
 
-- The id map: ``slots (S, 2)`` int64, columns ``[id, row]``; ``row == -1`` is empty.
+- The id map: ``slots (S, 2)`` int64, columns ``[id, row]``; ``row == -1`` is empty; at
+  most a quarter full (:func:`map_slot_count`). An entry is 16 bytes, so a probe usually
+  reads one cache line. Rows do not record their slot (a release probes by id instead),
+  so a backward shift writes nothing outside ``slots``.
 - Exact admission counters: ``cslots (C, 3)`` int64, columns ``[id, count, last_step]``;
-  ``count == 0`` is empty (a pending id has been seen at least once).
+  ``count == 0`` is empty (a pending id has been seen at least once); at most half full.
 - Count-min sketch: ``sketch (depth, width)`` int32, ``width`` a power of two, one
   independently seeded hash per depth row, conservative update.
 
@@ -21,15 +24,21 @@ import numpy as np
 
 __all__ = [
     "counter_add",
+    "counter_home",
     "counter_delete",
     "counter_forget_older_half",
     "counter_load",
     "home_slot",
+    "key_hash",
     "map_delete",
+    "map_delete_key",
     "map_find",
+    "map_find_hashed",
     "map_insert",
+    "map_slot_count",
     "power_of_two_at_least",
     "sketch_add",
+    "sketch_column",
     "slot_count_for",
 ]
 
@@ -37,6 +46,16 @@ _M1 = np.uint64(0xFF51AFD7ED558CCD)
 _M2 = np.uint64(0xC4CEB9FE1A85EC53)
 _S33 = np.uint64(33)
 _INT32_MAX = 2**31 - 1
+
+
+def map_slot_count(rows: int) -> int:
+    """Slots of the id map for ``rows`` rows: at most a quarter full.
+
+    Short probe chains matter more than memory here: at a quarter full a lookup or a
+    backward-shift deletion seldom leaves its first cache line (16 bytes a slot, so the
+    map costs 64 bytes or more per row, against the row's own 4 * dim bytes of weights).
+    """
+    return power_of_two_at_least(4 * rows)
 
 
 def slot_count_for(entries: int) -> int:
@@ -75,6 +94,24 @@ def home_slot(key, mask):
 
 
 @numba.njit(inline="always")
+def key_hash(key):
+    """The 64-bit hash of ``key`` whose low bits are its home slot in any of the power-of-two tables."""
+    return _fmix(key, np.uint64(0))
+
+
+@numba.njit(inline="always")
+def map_find_hashed(slots, mask, key, hashed):
+    """:func:`map_find` with the key's :func:`key_hash` already computed."""
+    i = np.int64(hashed & np.uint64(mask))
+    while True:
+        if slots[i, 1] == -1:
+            return -1 - i
+        if slots[i, 0] == key:
+            return i
+        i = (i + 1) & mask
+
+
+@numba.njit(inline="always")
 def map_find(slots, mask, key):
     """Slot of ``key`` (>= 0), or ``-1 - s`` where ``s`` is the empty slot it would go in."""
     i = _home(key, mask)
@@ -105,11 +142,8 @@ def _in_cyclic_range(lo, x, hi):
 
 
 @numba.njit
-def _shift_delete(table, mask, i, empty, meta, slot_col):
-    """Backward-shift deletion at slot ``i`` of a linear-probing table whose column 1 is ``empty`` when free.
-
-    With ``slot_col >= 0``, column 1 holds rows and ``meta[row, slot_col]`` follows each moved entry.
-    """
+def _shift_delete(table, mask, i, empty):
+    """Backward-shift deletion at slot ``i`` of a linear-probing table whose column 1 is ``empty`` when free."""
     j = i
     while True:
         j = (j + 1) & mask
@@ -120,16 +154,26 @@ def _shift_delete(table, mask, i, empty, meta, slot_col):
             continue  # the entry at j is still reachable from its home slot
         for c in range(table.shape[1]):
             table[i, c] = table[j, c]
-        if slot_col >= 0:
-            meta[table[i, 1], slot_col] = i
         i = j
     table[i, 1] = empty
 
 
 @numba.njit(inline="always")
-def map_delete(slots, mask, slot, meta, slot_col):
-    """Remove the entry at ``slot`` of the id map, keeping ``meta[row, slot_col]`` of moved rows current."""
-    _shift_delete(slots, mask, slot, -1, meta, slot_col)
+def map_delete(slots, mask, slot):
+    """Remove the entry at ``slot`` of the id map."""
+    _shift_delete(slots, mask, slot, -1)
+
+
+@numba.njit(inline="always")
+def map_delete_key(slots, mask, key):
+    """Remove ``key`` (which must be present) from the id map."""
+    _shift_delete(slots, mask, map_find(slots, mask, key), -1)
+
+
+@numba.njit(inline="always")
+def counter_home(key, mask):
+    """The slot where the exact counter's probe for ``key`` starts (for prefetching)."""
+    return _home(key, mask)
 
 
 @numba.njit(inline="always")
@@ -208,7 +252,7 @@ def counter_delete(cslots, mask, size, key):
     s = _counter_find(cslots, mask, key)
     if s < 0:
         return size
-    _shift_delete(cslots, mask, s, 0, cslots[:0], -1)
+    _shift_delete(cslots, mask, s, 0)
     return size - 1
 
 
@@ -222,17 +266,20 @@ def counter_load(cslots, mask, entries):
         cslots[s, 2] = entries[e, 2]
 
 
+@numba.njit(inline="always")
+def sketch_column(sketch, salts, d, key):
+    """The column of ``key`` in depth row ``d`` of the sketch."""
+    return np.int64(_fmix(key, salts[d]) & np.uint64(sketch.shape[1] - 1))
+
+
 @numba.njit
 def sketch_add(sketch, salts, key, occurrences):
     """Conservative count-min update by ``occurrences``; returns the new estimate of ``key``'s count."""
-    depth, width = sketch.shape
-    wmask = np.uint64(width - 1)
     est = np.int64(_INT32_MAX)
-    for d in range(depth):
-        c = np.int64(sketch[d, np.int64(_fmix(key, salts[d]) & wmask)])
-        est = min(est, c)
+    for d in range(sketch.shape[0]):
+        est = min(est, np.int64(sketch[d, sketch_column(sketch, salts, d, key)]))
     new = min(est + occurrences, _INT32_MAX)
-    for d in range(depth):
-        col = np.int64(_fmix(key, salts[d]) & wmask)
+    for d in range(sketch.shape[0]):
+        col = sketch_column(sketch, salts, d, key)
         sketch[d, col] = max(sketch[d, col], new)
     return new

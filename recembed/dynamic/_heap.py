@@ -16,6 +16,7 @@ rebuilt from the rows, one entry per live row.
 from __future__ import annotations
 
 import numba
+import numpy as np
 
 __all__ = [
     "COUNT",
@@ -24,20 +25,19 @@ __all__ = [
     "LAST",
     "META_COLUMNS",
     "SAVED_META_COLUMNS",
-    "SLOT",
     "STAMP",
     "heap_pop",
     "heap_push",
     "heap_rebuild",
+    "heap_victim",
     "row_key",
 ]
 
-#: Columns of the per-row metadata array ``meta (capacity, 6)`` int64: the owning id, the
-#: last step seen (-1 = free), occurrences since admission, times the row was freed, the
-#: stamp of its latest first touch in a step, and its id's slot in the id map (so a
-#: release needs no probe; rebuilt, not saved).
-ID, LAST, COUNT, GEN, STAMP, SLOT = 0, 1, 2, 3, 4, 5
-META_COLUMNS, SAVED_META_COLUMNS = 6, 5
+#: Columns of the per-row metadata array ``meta (capacity, 5)`` int64: the owning id, the
+#: last step seen (-1 = free), occurrences since admission, times the row was freed, and the
+#: stamp of its latest first touch in a step. All of them are saved.
+ID, LAST, COUNT, GEN, STAMP = 0, 1, 2, 3, 4
+META_COLUMNS = SAVED_META_COLUMNS = 5
 
 
 @numba.njit(inline="always")
@@ -120,3 +120,34 @@ def heap_rebuild(h, meta):
     for i in range(size // 2 - 1, -1, -1):
         _sift_down(h, size, i)
     return size
+
+
+@numba.njit
+def heap_victim(h, size, meta, step, aside, n_aside):
+    """Pop the heap down to the least-used row not in use in ``step``.
+
+    Returns ``(row or -1, size, aside, n_aside)``: rows in use now met on the way are
+    parked in ``aside`` (grown as needed) for the caller to push back after the batch.
+    """
+    while size > 0:
+        k1, k2, row, gen = h[0, 0], h[0, 1], h[0, 2], h[0, 3]
+        size = heap_pop(h, size)
+        if meta[row, GEN] != gen or meta[row, LAST] < 0:
+            continue  # the row changed hands since this entry was made
+        c1, c2 = row_key(meta, row)
+        if c1 != k1 or c2 != k2:
+            size = heap_push(h, size, c1, c2, row, gen)  # out of date: requeue at its key
+            continue
+        if meta[row, LAST] == step:
+            if n_aside >= aside.shape[0]:
+                grown = np.empty((2 * aside.shape[0] + 16, 4), np.int64)
+                grown[:n_aside] = aside[:n_aside]
+                aside = grown
+            aside[n_aside, 0] = k1
+            aside[n_aside, 1] = k2
+            aside[n_aside, 2] = row
+            aside[n_aside, 3] = gen
+            n_aside += 1
+            continue
+        return row, size, aside, n_aside
+    return -1, size, aside, n_aside

@@ -28,7 +28,9 @@ import numba
 import numpy as np
 import torch
 
-__all__ = ["fresh_values", "write_fresh_rows"]
+from recembed.kernels.prefetch import prefetch
+
+__all__ = ["fresh_values", "write_fresh_rows", "zero_rows"]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xFF51AFD7ED558CCD)
@@ -37,6 +39,24 @@ _S33 = np.uint64(33)
 _S32 = np.uint64(32)
 _LOW32 = np.uint64(0xFFFFFFFF)
 _TWO_PI = 2.0 * math.pi
+_AHEAD = 8  # rows between the prefetch of a target row and the write to it (recycled rows are scattered)
+
+
+@numba.njit(inline="always")
+def _fetch_row(out, row):
+    for column in range(0, out.shape[1], 64 // out.itemsize):
+        prefetch(out, row, column)
+
+
+@numba.njit(cache=True, nogil=True)
+def zero_rows(out, rows):
+    """``out[rows] = 0`` for a 2-D array and a few thousand scattered rows (prefetched ahead)."""
+    n = rows.shape[0]
+    for i in range(n):
+        if i + _AHEAD < n:
+            _fetch_row(out, rows[i + _AHEAD])
+        for j in range(out.shape[1]):
+            out[rows[i], j] = 0
 
 
 @numba.njit(inline="always")
@@ -57,7 +77,10 @@ def _draw(out, targets, rows, generations, seed, kind, a, b):
     """
     d = out.shape[1]
     salt = _fmix(np.uint64(seed) ^ _GOLDEN)
-    for i in range(rows.shape[0]):
+    n = rows.shape[0]
+    for i in range(n):
+        if i + _AHEAD < n:
+            _fetch_row(out, targets[i + _AHEAD])
         t = targets[i]
         base = _fmix(_fmix(np.uint64(rows[i]) ^ salt) + np.uint64(generations[i]) * _GOLDEN)
         j = 0

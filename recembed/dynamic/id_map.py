@@ -38,6 +38,7 @@ import numpy as np
 from recembed.dynamic import _assign as kernels
 from recembed.dynamic._hashing import (
     counter_load,
+    map_slot_count,
     power_of_two_at_least,
     slot_count_for,
 )
@@ -85,7 +86,7 @@ class IdRowMap:
         self.free_rows = np.arange(capacity - 1, -1, -1, dtype=np.int64)  # a stack: row 0 is taken first
         self.scal = np.zeros(7, np.int64)
         self.scal[kernels.NFREE] = capacity
-        self.slots = np.full((slot_count_for(capacity), 2), -1, np.int64)
+        self.slots = np.full((map_slot_count(capacity), 2), -1, np.int64)
         # Twice the rows: stale entries pile up to about one per live row before a compaction.
         self.use_queue = eviction == "lru" or bool(ttl)
         self.lru_queue = np.zeros((2 * capacity + 16 if self.use_queue else 0, 2), np.int64)

@@ -17,6 +17,9 @@ before the next training forward (with a fused optimizer the update lands on the
 the forward read, and the next step may recycle them). In eval mode lookups only read:
 unknown or expired ids get the default row, and nothing is counted.
 
+To map several tables' ids at once on threads, :func:`~recembed.dynamic.map_ids_many` gives
+each table's rows, which ``lookup_rows`` then pools.
+
 Recycled rows (taken from an evicted or expired id) get fresh values from ``init``'s
 distribution - a pure function of ``(DynamicSpec.seed, row, generation)``, see
 :mod:`recembed.dynamic.fresh` - and zeroed fused-optimizer state. With ``optimizer=None`` the values are refreshed, but
@@ -41,7 +44,7 @@ import numpy as np
 import torch
 
 from recembed.dynamic._heap import GEN
-from recembed.dynamic.fresh import fresh_values, write_fresh_rows
+from recembed.dynamic.fresh import fresh_values, write_fresh_rows, zero_rows
 from recembed.dynamic.id_map import STATE_KEYS, IdRowMap
 from recembed.dynamic.spec import DefaultRow, DynamicSpec, IdType
 from recembed.errors import (
@@ -87,18 +90,14 @@ def _check_dynamic(config: BaseEmbeddingConfig, spec: DynamicSpec) -> None:
 
 
 def _write_rows(target: torch.Tensor, rows: torch.Tensor, values: torch.Tensor | None) -> None:
-    """``target[rows] = values`` (zeros when None) in place, for a few rows of a big table.
+    """``target[rows] = values`` (zeros when None) in place, for a few thousand rows of a big table.
 
-    float32 CPU tensors are written through numpy: a single-threaded fancy assignment, far
-    cheaper for a few thousand rows than a parallel torch kernel on a busy machine.
+    Zeros for a float32 CPU tensor are written by a compiled loop that prefetches the scattered
+    rows; far cheaper than a fancy assignment, which waits on each row's cache miss in turn.
     """
-    if target.device.type == "cpu" and target.dtype == torch.float32:
+    if values is None and target.device.type == "cpu" and target.dtype == torch.float32:
         view = target.numpy()
-        index = rows.numpy()
-        if values is None:
-            view[index] = 0.0
-        else:
-            view[index] = values.numpy()
+        zero_rows(view.reshape(view.shape[0], -1), rows.numpy())
         return
     index = rows.to(target.device)
     if values is None:
@@ -250,12 +249,22 @@ class DynamicEmbeddingTable(ConfiguredTable):
         if per_sample_weights is not None and c.pooling is PoolingType.MAX:
             raise ConfigError(f"table '{c.name}': per-sample weights need SUM or MEAN pooling, not MAX")
         keys = self.as_ids(ids, feature)
-        offsets = torch.as_tensor(offsets, dtype=torch.int64)
-        if offsets.dim() != 1 or offsets.numel() < 1 or int(offsets[-1]) != keys.numel():
-            # Checked before mapping, so a malformed batch leaves the map as it was.
-            raise ShapeMismatchError(f"{self._where(feature)}: offsets must be (B + 1,) ending at len(ids)="
-                                     f"{keys.numel()}, got shape {tuple(offsets.shape)}")
+        offsets = self._checked_offsets(offsets, keys.numel(), feature)  # before mapping: a bad batch changes nothing
         return self._pool(self.map_ids(keys, feature), offsets, per_sample_weights)
+
+    def lookup_rows(self, rows: torch.Tensor, offsets: torch.Tensor, per_sample_weights: torch.Tensor | None = None,
+                    feature: str | None = None) -> torch.Tensor:
+        """``lookup`` for ids already mapped by ``map_ids`` / ``map_ids_many``: rows ``(N,)`` -> ``(B, dim)``."""
+        if per_sample_weights is not None and self.config.pooling is PoolingType.MAX:
+            raise ConfigError(f"table '{self.config.name}': per-sample weights need SUM or MEAN pooling, not MAX")
+        return self._pool(rows, self._checked_offsets(offsets, rows.numel(), feature), per_sample_weights)
+
+    def _checked_offsets(self, offsets: torch.Tensor, n: int, feature: str | None) -> torch.Tensor:
+        offsets = torch.as_tensor(offsets, dtype=torch.int64)
+        if offsets.dim() != 1 or offsets.numel() < 1 or int(offsets[-1]) != n:
+            raise ShapeMismatchError(f"{self._where(feature)}: offsets must be (B + 1,) ending at len(ids)={n}, "
+                                     f"got shape {tuple(offsets.shape)}")
+        return offsets
 
     def lookup_sequence(self, ids: Ids, feature: str | None = None) -> torch.Tensor:
         """One vector per raw id: ``(N,)`` -> ``(N, dim)`` (zeros for ids without a row when ``default_row="zero"``)."""
