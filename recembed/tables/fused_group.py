@@ -11,19 +11,21 @@ on an accelerator) take the torch-native path with the same numerics.
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
 import torch
 from torch import nn
 
+from recembed.errors import ConfigError
 from recembed.kernels import fused_cpu
-from recembed.kernels.fused_torch import KeySlot, TableSlot, torch_backward_update, torch_forward
+from recembed.kernels.fused_torch import KeySlot, TableSlot
 from recembed.optim.fused_optimizer import FusedOptimizer
 from recembed.optim.state import TableOptimizerState
-from recembed.errors import ConfigError
 from recembed.sparse import KeyedJaggedTensor
 from recembed.tables.config import EmbeddingBagConfig, PoolingType
+from recembed.tables.fused_batch import FusedBatch
 from recembed.tables.ids import ids_to_rows
 from recembed.tables.table_dict import TableDict
 
@@ -34,23 +36,32 @@ BACKENDS = ("auto", "cpu", "torch")
 
 
 class _FlatStore:
-    """The CPU fp32 tables' weights and state as views into shared flat arrays."""
+    """The CPU fp32 tables' weights and state as views into shared flat arrays.
+
+    Each tensor starts on a cache line (a multiple of 16 floats) and at a whole number of
+    its rows, so rows never straddle more cache lines than they must and a 2-D
+    ``(-1, dim)`` view of a flat array sees every table of that dim at whole rows.
+    """
 
     def __init__(self, tensors_per_kind: list[list[torch.Tensor]]):
         self.flats: list[torch.Tensor] = []
         self.offsets: list[np.ndarray] = []
         self.views: list[list[torch.Tensor]] = []
         for tensors in tensors_per_kind:
-            sizes = [t.numel() for t in tensors]
-            starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64) if sizes else np.zeros(0, np.int64)
-            flat = torch.empty(int(sum(sizes)), dtype=torch.float32)
+            starts, end = [], 0
+            for t in tensors:
+                align = math.lcm(int(t.shape[-1]) if t.dim() == 2 else 1, 16)
+                end = -(-end // align) * align
+                starts.append(end)
+                end += t.numel()
+            flat = torch.empty(end, dtype=torch.float32)  # gaps between tables are never read
             views = []
-            for t, start, size in zip(tensors, starts, sizes):
-                view = flat[int(start) : int(start) + size].view(t.shape)
+            for t, start in zip(tensors, starts):
+                view = flat[start : start + t.numel()].view(t.shape)
                 view.copy_(t.detach())
                 views.append(view)
             self.flats.append(flat)
-            self.offsets.append(starts)
+            self.offsets.append(np.array(starts, np.int64))
             self.views.append(views)
 
     def still_bound(self, tensors_per_kind: list[list[torch.Tensor]]) -> bool:
@@ -86,7 +97,7 @@ class FusedTableGroup(nn.Module):
         self._generator: torch.Generator | None = None
 
     @classmethod
-    def build(cls, configs: list[EmbeddingBagConfig], tables: nn.ModuleDict) -> "FusedTableGroup":
+    def build(cls, configs: list[EmbeddingBagConfig], tables: nn.ModuleDict) -> FusedTableGroup:
         return cls(configs, tables)
 
     def optimizer(self) -> FusedOptimizer:
@@ -135,7 +146,7 @@ class FusedTableGroup(nn.Module):
 
     def _table_arrays(self, cpu: list[int], store: _FlatStore) -> dict[str, np.ndarray]:
         n = len(cpu)
-        arr = {k: np.full(n, -1, np.int64) for k in ("w_off", "dim", "pad", "code", "s1_off", "s2_off", "r_off")}
+        arr = {k: np.full(n, -1, np.int64) for k in ("w_off", "dim", "pad", "code", "s1_off", "s2_off", "r_off", "row_bits")}
         c1 = c2 = cr = 0
         for j, i in enumerate(cpu):
             cfg = self.configs[self.table_names[i]]
@@ -144,6 +155,7 @@ class FusedTableGroup(nn.Module):
             arr["dim"][j] = cfg.embedding_dim
             arr["pad"][j] = -1 if cfg.padding_idx is None else cfg.padding_idx
             arr["code"][j] = st.code
+            arr["row_bits"][j] = max(cfg.num_embeddings - 1, 0).bit_length()
             if len(st.elem_names) > 0:
                 arr["s1_off"][j] = store.offsets[1][c1]
                 c1 += 1
@@ -186,12 +198,14 @@ class FusedTableGroup(nn.Module):
             else:
                 torch_keys.append(KeySlot(k, t, cols[key], pool))
         plan = {"width": col, "key_table": key_table, "key_col": key_col, "key_pool": key_pool,
-                "torch_keys": torch_keys, "has_max": bool((key_pool[key_table >= 0] == 2).any()),
-                "check_table": check_table, "hashed_keys": hashed_keys,
+                "torch_keys": torch_keys, "check_table": check_table, "hashed_keys": hashed_keys,
                 "num_rows": np.array([self.configs[n].num_embeddings for n in self.table_names], np.int64)}
         if cpu and store is not None:
             plan["tables"] = self._table_arrays(cpu, store)
             plan["max_dim"] = int(max(plan["tables"]["dim"]))
+            served = [[k for k in range(len(keys)) if key_table[k] == j] for j in range(len(cpu))]
+            plan["table_key_start"] = np.cumsum([0] + [len(ks) for ks in served]).astype(np.int64)
+            plan["table_keys"] = np.array([k for ks in served for k in ks], np.int64)
         self._plans[cache_key] = plan
         return plan
 
@@ -233,7 +247,7 @@ class FusedTableGroup(nn.Module):
         weights = features.weights_or_none()
         if weights is not None:
             self._check_weights(features.keys(), weights)
-        ctx = _Batch(self, plan, store, cpu, self._rows(features, plan), features.offsets(), weights, batch)
+        ctx = FusedBatch(self, plan, store, cpu, self._rows(features, plan), features.offsets(), weights, batch)
         out = ctx.forward()
         if torch.is_grad_enabled():
             anchor = torch.empty(0, requires_grad=True)
@@ -259,63 +273,11 @@ class FusedTableGroup(nn.Module):
         return slots
 
 
-class _Batch:
-    """What one forward saw, kept for its backward."""
-
-    def __init__(self, group, plan, store, cpu, rows, offsets, weights, batch):
-        self.group, self.plan, self.store, self.cpu, self.batch = group, plan, store, cpu, batch
-        self.rows, self.offsets = rows.contiguous(), offsets.contiguous()
-        self.weights = None if weights is None else weights.float().contiguous()
-        self.argmax = None
-        self.winners = None
-
-    def forward(self) -> torch.Tensor:
-        p = self.plan
-        # Every column is written below (a fused feature missing from the batch is rejected earlier).
-        out = torch.empty(self.batch, p["width"], dtype=torch.float32, device=self.rows.device)
-        if self.store is not None and (p["key_table"] >= 0).any():
-            t = p["tables"]
-            self.argmax = np.zeros((self.batch, p["width"]) if p["has_max"] else (0, 0), np.int64)
-            psw = self.weights.numpy() if self.weights is not None else np.zeros(0, np.float32)
-            fused_cpu.pooled_forward(self.store.flats[0].numpy(), t["w_off"], t["dim"], t["pad"], p["key_table"],
-                                     p["key_col"], p["key_pool"], self.rows.numpy(), self.offsets.numpy(), psw,
-                                     self.batch, out.numpy(), self.argmax)
-        if p["torch_keys"]:
-            self.winners = torch_forward(self.group.torch_slots(), p["torch_keys"], self.rows, self.offsets,
-                                         self.weights, self.batch, out)
-        return out
-
-    def backward(self, grad: torch.Tensor) -> None:
-        group, p = self.group, self.plan
-        hypers = [group.state[name].advance() for name in group.table_names]
-        if self.store is not None and (p["key_table"] >= 0).any():
-            self._cpu_backward(grad.float().contiguous(), hypers)
-        if p["torch_keys"]:
-            torch_backward_update(group.torch_slots(), p["torch_keys"], self.rows, self.offsets, self.weights,
-                                  self.batch, grad.float(), self.winners, hypers)
-
-    def _cpu_backward(self, grad: torch.Tensor, hypers: list[list[float]]) -> None:
-        p, t, s = self.plan, self.plan["tables"], self.store
-        rows, offsets = self.rows.numpy(), self.offsets.numpy()
-        psw = self.weights.numpy() if self.weights is not None else np.zeros(0, np.float32)
-        if p["has_max"]:
-            hit = fused_cpu.mark_max_winners(self.argmax, p["key_table"], p["key_col"], p["key_pool"], t["dim"], len(rows))
-        else:
-            hit = np.zeros(0, np.bool_)
-        uniq_table, uniq_row, starts, order, occ_key, occ_bag, occ_scale = fused_cpu.dedup_rows(
-            len(t["dim"]), t["pad"], p["key_table"], p["key_pool"], rows, offsets, psw, self.batch, hit)
-        hyper = np.array([hypers[i] for i in self.cpu], dtype=np.float64)
-        fused_cpu.fused_update(s.flats[0].numpy(), s.flats[1].numpy(), s.flats[2].numpy(), s.flats[3].numpy(),
-                               t["w_off"], t["dim"], t["code"], t["s1_off"], t["s2_off"], t["r_off"], hyper,
-                               uniq_table, uniq_row, starts, order, occ_key, occ_bag, occ_scale, p["key_col"],
-                               p["key_pool"], grad.numpy(), self.argmax, p["max_dim"])
-
-
 class _FusedLookup(torch.autograd.Function):
     """Passes pooled values through; its backward applies the fused update."""
 
     @staticmethod
-    def forward(ctx, anchor: torch.Tensor, out: torch.Tensor, batch: _Batch) -> torch.Tensor:
+    def forward(ctx, anchor: torch.Tensor, out: torch.Tensor, batch: FusedBatch) -> torch.Tensor:
         ctx.batch = batch
         return out.view_as(out)
 
