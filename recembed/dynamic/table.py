@@ -55,7 +55,7 @@ from recembed.errors import (
 )
 from recembed.sparse import KeyedJaggedTensor
 from recembed.sparse.hashing import hash_strings
-from recembed.tables.collection import EmbeddingBagCollection
+from recembed.tables.collection import EmbeddingBagCollection, FeatureSlice
 from recembed.tables.single import ConfiguredTable
 from recembed.tables.config import BaseEmbeddingConfig, EmbeddingBagConfig, PoolingType
 
@@ -251,6 +251,20 @@ class DynamicEmbeddingTable(ConfiguredTable):
         keys = self.as_ids(ids, feature)
         offsets = self._checked_offsets(offsets, keys.numel(), feature)  # before mapping: a bad batch changes nothing
         return self._pool(self.map_ids(keys, feature), offsets, per_sample_weights)
+
+    @staticmethod
+    def lookup_many(items: Sequence[tuple["DynamicEmbeddingTable", FeatureSlice]]) -> list[torch.Tensor]:
+        """Pool several features' bags, ``[(table, piece), ...]`` -> one ``(B, dim)`` per item.
+
+        The collections call this once per batch for all their dynamic features, so the
+        training-time mapping of the tables runs on two threads (``map_ids_many``).
+        """
+        from recembed.dynamic.parallel import map_ids_many  # parallel builds on this module
+
+        tables = [table for table, _ in items]
+        rows = map_ids_many(tables, [piece.ids for _, piece in items], [piece.name for _, piece in items])
+        return [table.lookup_rows(r, piece.offsets, piece.weights, feature=piece.name)
+                for (table, piece), r in zip(items, rows)]
 
     def lookup_rows(self, rows: torch.Tensor, offsets: torch.Tensor, per_sample_weights: torch.Tensor | None = None,
                     feature: str | None = None) -> torch.Tensor:

@@ -153,11 +153,17 @@ class EmbeddingBagCollection(nn.Module):
         if fused_values is not None:
             widths = [self.embedding_bags[self._feature_to_table[f]].embedding_dim for f in fused_names]
             pooled.update(zip(fused_names, torch.split(fused_values, widths, dim=1)))
+        batched: dict[type, list] = {}  # table kinds that look up several tables at once
         for piece in iter_feature_slices(features):
             if piece.name in pooled:
                 continue
             table = self.embedding_bags[self._feature_to_table[piece.name]]
-            pooled[piece.name] = table.lookup(piece.ids, piece.offsets, piece.weights, feature=piece.name)
+            if callable(getattr(type(table), "lookup_many", None)):
+                batched.setdefault(type(table), []).append((table, piece))
+            else:
+                pooled[piece.name] = table.lookup(piece.ids, piece.offsets, piece.weights, feature=piece.name)
+        for kind, items in batched.items():
+            pooled.update(zip((piece.name for _, piece in items), kind.lookup_many(items)))
         tensors = [pooled[k].float() for k in self._output_keys]
         values = torch.cat(tensors, dim=1) if tensors else torch.empty(features.stride(), 0)
         return KeyedTensor(keys=list(self._output_keys), length_per_key=list(self._output_dims), values=values)

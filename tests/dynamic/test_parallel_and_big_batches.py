@@ -148,3 +148,30 @@ def test_lookup_rows_pools_rows_mapped_by_map_ids_many():
         assert torch.equal(a[k].lookup_rows(rows[k], offsets), b[k].lookup(ids[k], offsets, feature=f"f{k}"))
     with pytest.raises(ShapeMismatchError, match="offsets must be"):
         a[0].lookup_rows(rows[0], torch.tensor([0, 3]))
+
+
+def test_collection_maps_its_dynamic_tables_together_as_each_table_alone_would() -> None:
+    from recembed.sparse import KeyedJaggedTensor
+    from recembed.tables import EmbeddingBagCollection
+
+    def build() -> EmbeddingBagCollection:
+        torch.manual_seed(0)
+        configs = [EmbeddingBagConfig(name=f"t{k}", num_embeddings=6, embedding_dim=3, feature_names=[f"f{k}"],
+                                      dynamic=DynamicSpec(), optimizer="adagrad", lr=0.1)
+                   for k in range(2)]
+        return EmbeddingBagCollection(configs)
+
+    together, alone = build(), build()
+    rng = np.random.default_rng(3)
+    for _ in range(5):  # capacity 6 against 20 distinct ids: rows are evicted and recycled
+        lists = {f"f{k}": [rng.integers(0, 20, size=rng.integers(0, 4)).tolist() for _ in range(4)] for k in range(2)}
+        kjt = KeyedJaggedTensor.from_lists(lists)
+        out = together(kjt).values()
+        ref = torch.cat([alone.embedding_bags[f"t{k}"].lookup(kjt[f"f{k}"].values(), kjt[f"f{k}"].offsets(),
+                                                               feature=f"f{k}") for k in range(2)], dim=1)
+        torch.testing.assert_close(out, ref, rtol=0, atol=0)
+        out.square().sum().backward()
+        ref.square().sum().backward()
+    for k in range(2):
+        torch.testing.assert_close(together.embedding_bags[f"t{k}"].rows_weight(),
+                                   alone.embedding_bags[f"t{k}"].rows_weight(), rtol=0, atol=0)
