@@ -42,11 +42,15 @@ DEMO_SIZES = {
               "users": 100, "items": 80, "ratings": 3_000, "mf_epochs": 2},
 }
 NUM_SPARSE, NUM_DENSE = 26, 13
+#: Issue #4's quality target: DLRM's test AUC within this of the teacher's.
+AUC_GAP_TARGET = 0.01
 
 
 def _ctr_config(sizes: dict, out: Path, threads: int) -> RunConfig:
-    # Tuned on this data: more examples beat more epochs (one pass over 1M examples is
-    # closer to the teacher than three over 400k), and narrow tables (dim 8) generalise best.
+    # One pass keeps the demo short. At this length DLRM lands at AUC 0.791-0.793 whatever the
+    # data size (1.2M or 2.4M), embedding dim (4-32), optimizers or learning rates: its top MLP
+    # is slow to learn the teacher's sum over all feature-pair dots. The full-length runs and
+    # their numbers are in examples/synthetic_ctr.toml.
     return RunConfig.from_dict({
         "data": {"test_fraction": 0.1, "val_fraction": 0.02,
                  "synthetic": {"num_samples": sizes["ctr_samples"], "num_sparse": NUM_SPARSE, "num_dense": NUM_DENSE,
@@ -102,8 +106,12 @@ def run_demo(quick: bool = False, out_dir: Optional[str | Path] = None, threads:
 def _print_summary(summary: dict, out: TextIO) -> None:
     d, m, n, t = summary["dlrm"], summary["mf"], summary["nearest"], summary["two_stage"]
     _say(out, "\n== summary")
+    gap = d["teacher_auc"] - d["auc"]
+    verdict = "met" if gap <= AUC_GAP_TARGET else "NOT met"
     _say(out, f"   DLRM   test AUC {d['auc']:.4f}  vs teacher ceiling {d['teacher_auc']:.4f}  "
-              f"(gap {d['teacher_auc'] - d['auc']:.4f})")
+              f"(gap {gap:.4f}; target gap <= {AUC_GAP_TARGET}: {verdict})")
+    if gap > AUC_GAP_TARGET:
+        _say(out, "          one short epoch here; the full-length run is `recembed train examples/synthetic_ctr.toml`")
     _say(out, f"   MF     test RMSE {m['rmse']:.4f}  (mean predictor {m['mean_rmse']:.4f}, "
               f"noise-free generator {m['generator_rmse']:.4f})")
     _say(out, f"   items  learned neighbours' true cosine {n['mean_true_cosine']:+.2f}  "

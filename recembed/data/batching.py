@@ -15,7 +15,7 @@ from recembed.data.batch import Batch
 from recembed.data.row_block import RowBlock
 from recembed.errors import ConfigError
 
-__all__ = ["iter_batches", "InMemoryBatches", "epoch_rng", "check_batch_size"]
+__all__ = ["iter_batches", "InMemoryBatches", "epoch_rng", "check_batch_size", "CHUNK_ROWS"]
 
 
 def check_batch_size(batch_size: int) -> int:
@@ -27,6 +27,26 @@ def check_batch_size(batch_size: int) -> int:
 def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
     """The random generator used to shuffle epoch ``epoch`` of a stream seeded with ``seed``."""
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch)])
+
+
+#: Rows laid out together (see :mod:`recembed.data.batch_layout`): large enough that the
+#: per-chunk numpy calls are few, small enough to keep the chunk's buffers to a few MB.
+CHUNK_ROWS = 32_768
+
+
+def _cut(block: RowBlock, order: Optional[np.ndarray], stop: int, batch_size: int) -> Iterator[Batch]:
+    """Batches of rows ``order[:stop]`` (rows ``0..stop`` without ``order``), a chunk at a time.
+
+    The first chunk is a single batch, so that a consumer waiting for the first batch of
+    an epoch (the training loop) does not wait for a whole chunk to be laid out.
+    """
+    chunk = max(1, CHUNK_ROWS // batch_size) * batch_size
+    start = 0
+    while start < stop:
+        end = min(start + (batch_size if start == 0 else chunk), stop)
+        rows = order[start:end] if order is not None else np.arange(start, end, dtype=np.int64)
+        yield from block.to_batches(batch_size, rows)
+        start = end
 
 
 def iter_batches(
@@ -43,6 +63,7 @@ def iter_batches(
     least ``shuffle_buffer`` are pending, permuted, and emitted as full batches; the
     leftover rows join the next buffer. So the shuffle is exact within each buffer of
     rows (and over the whole data when it arrives as one block), and bounded in memory.
+    Batches are laid out :data:`CHUNK_ROWS` rows at a time, in vectorised form.
 
     Args:
         blocks: encoded rows, e.g. one block per chunk read from a file.
@@ -63,22 +84,18 @@ def iter_batches(
         if pending_rows < threshold:
             continue
         merged = RowBlock.concat(pending)
-        if rng is not None:
-            merged = merged.take(rng.permutation(len(merged)))
+        order = rng.permutation(len(merged)) if rng is not None else None
         full = len(merged) // batch_size * batch_size
-        for start in range(0, full, batch_size):
-            yield merged.slice(start, start + batch_size).to_batch()
-        rest = merged.slice(full, len(merged))
+        yield from _cut(merged, order, full, batch_size)
+        rest = merged.take(order[full:]) if order is not None else merged.slice(full, len(merged))
         pending = [rest] if len(rest) else []
         pending_rows = len(rest)
     if pending_rows == 0:
         return
     merged = RowBlock.concat(pending)
-    if rng is not None:
-        merged = merged.take(rng.permutation(len(merged)))
-    for part in merged.iter_slices(batch_size):
-        if len(part) == batch_size or not drop_last:
-            yield part.to_batch()
+    order = rng.permutation(len(merged)) if rng is not None else None
+    stop = len(merged) // batch_size * batch_size if drop_last else len(merged)
+    yield from _cut(merged, order, stop, batch_size)
 
 
 class InMemoryBatches:

@@ -10,11 +10,9 @@ from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
-import torch
-
 from recembed.data.batch import Batch
+from recembed.data.batch_layout import cut_into_batches
 from recembed.errors import ShapeMismatchError
-from recembed.sparse import KeyedJaggedTensor
 
 __all__ = ["RowBlock", "take_jagged"]
 
@@ -57,6 +55,7 @@ class RowBlock:
     sparse: dict[str, tuple[np.ndarray, np.ndarray]]
     timestamps: Optional[np.ndarray] = None
     _offsets: dict[str, np.ndarray] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _single_hot: dict[str, bool] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = self.labels.shape[0]
@@ -79,6 +78,13 @@ class RowBlock:
         if name not in self._offsets:
             self._offsets[name] = np.concatenate(([0], np.cumsum(self.sparse[name][0])))
         return self._offsets[name]
+
+    def single_hot(self, name: str) -> bool:
+        """Whether every row of feature ``name`` holds exactly one id (checked once, then cached)."""
+        if name not in self._single_hot:
+            lengths = self.sparse[name][0]
+            self._single_hot[name] = bool(lengths.size == 0 or (lengths.min() == 1 and lengths.max() == 1))
+        return self._single_hot[name]
 
     def take(self, index: np.ndarray) -> "RowBlock":
         """The rows ``index`` (any order, repeats allowed) as a new block."""
@@ -131,26 +137,9 @@ class RowBlock:
         )
 
     def to_batch(self) -> Batch:
-        """The block as a :class:`Batch` of torch tensors (copies, so batches own their memory)."""
-        names = list(self.sparse)
-        if names:
-            lengths = np.concatenate([self.sparse[n][0] for n in names])
-            values = np.concatenate([self.sparse[n][1] for n in names])
-        else:
-            lengths = values = np.zeros(0, dtype=np.int64)
-        sparse = KeyedJaggedTensor.from_lengths_sync(
-            names,
-            torch.from_numpy(np.ascontiguousarray(values, dtype=np.int64)),
-            torch.from_numpy(np.ascontiguousarray(lengths, dtype=np.int64)),
-            stride=len(self),
-        )
-        return Batch(
-            sparse=sparse,
-            dense=torch.from_numpy(np.array(self.dense, dtype=np.float32)),
-            labels=torch.from_numpy(np.array(self.labels, dtype=np.float32)),
-            timestamps=(
-                None
-                if self.timestamps is None
-                else torch.from_numpy(np.array(self.timestamps, dtype=np.int64))
-            ),
-        )
+        """The block as one :class:`Batch` of torch tensors (copies, so the batch owns its memory)."""
+        return cut_into_batches(self, max(len(self), 1))[0]
+
+    def to_batches(self, batch_size: int, rows: Optional[np.ndarray] = None) -> list[Batch]:
+        """Rows ``rows`` (all when None) cut into consecutive batches; see :func:`cut_into_batches`."""
+        return cut_into_batches(self, batch_size, rows)
