@@ -161,4 +161,4 @@ class FusedBatch:
         fused_backward(s.flats[0].numpy(), s.flats[1].numpy(), s.flats[2].numpy(), s.flats[3].numpy(),
                        t["w_off"], t["dim"], t["pad"], t["code"], t["s1_off"], t["s2_off"], t["r_off"], hyper,
                        t["row_bits"], p["table_key_start"], p["table_keys"], p["key_col"], p["key_pool"], self.rows.numpy(),
-                       self.offsets.numpy(), psw, self.batch, grad.numpy(), self.argmax, default_parts())
+                       self.offsets.numpy(), psw, self.batch, grad.numpy(), self.argmax, default_parts(len(self.cpu)))
