@@ -114,13 +114,7 @@ def map_find_hashed(slots, mask, key, hashed):
 @numba.njit(inline="always")
 def map_find(slots, mask, key):
     """Slot of ``key`` (>= 0), or ``-1 - s`` where ``s`` is the empty slot it would go in."""
-    i = _home(key, mask)
-    while True:
-        if slots[i, 1] == -1:
-            return -1 - i
-        if slots[i, 0] == key:
-            return i
-        i = (i + 1) & mask
+    return map_find_hashed(slots, mask, key, key_hash(key))
 
 
 @numba.njit(inline="always")
