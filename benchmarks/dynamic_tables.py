@@ -41,7 +41,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,39 +48,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-TABLES, BATCH, BAG, DIM = 8, 2048, 20, 64
-PER_TABLE = BATCH * BAG
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling _dynamic_* modules
+from _dynamic_mch import mch_comparison  # noqa: E402
+from _dynamic_stream import BAG, BATCH, DIM, PER_TABLE, TABLES, DriftingZipf  # noqa: E402
+
 TARGET_SHARE = 0.25
-_MASK62 = np.uint64((1 << 62) - 1)
-
-
-def _fmix64(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.uint64)
-    x ^= x >> np.uint64(33)
-    x *= np.uint64(0xFF51AFD7ED558CCD)
-    x ^= x >> np.uint64(33)
-    x *= np.uint64(0xC4CEB9FE1A85EC53)
-    x ^= x >> np.uint64(33)
-    return x
-
-
-class DriftingZipf:
-    """Batches of raw int64 ids: Zipf(a) ranks over a vocabulary shifted by ``drift`` ranks per batch.
-
-    With a = 1.1 about a quarter of all draws have a rank beyond 1M (the tail of an unbounded
-    vocabulary), so a full 1M-row LRU table meets ~28% ids without a row every batch.
-    """
-
-    def __init__(self, seed: int, a: float = 1.1, drift: float = 0.5):
-        self.rng, self.a, self.drift, self.t = np.random.default_rng(seed), a, drift, 0
-
-    def next(self, n: int) -> np.ndarray:
-        ranks = self.rng.zipf(self.a, n).astype(np.uint64) + np.uint64(int(self.t * self.drift))
-        self.t += 1
-        with np.errstate(over="ignore"):
-            return (_fmix64(ranks) & _MASK62).astype(np.int64)  # non-negative: TorchRec's MCH needs that
-
-
 class _Timed:
     """Wraps a callable, adding its wall time to ``total``."""
 
@@ -233,75 +204,6 @@ def map_only(args) -> dict:
               f"{out[name]['new_id_share']:.1%} of ids new", flush=True)
         del maps
         gc.collect()
-    return out
-
-
-# ---- part 3 ----------------------------------------------------------------------------------
-def _torchrec_mch(capacity: int):
-    warnings.filterwarnings("ignore")
-    from torchrec.modules.embedding_configs import EmbeddingConfig
-    from torchrec.modules.mc_modules import (
-        LRU_EvictionPolicy,
-        ManagedCollisionCollection,
-        MCHManagedCollisionModule,
-    )
-    from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
-
-    module = MCHManagedCollisionModule(zch_size=capacity, device=torch.device("cpu"),
-                                       eviction_policy=LRU_EvictionPolicy(), eviction_interval=1)
-    mcc = ManagedCollisionCollection({"t": module}, [EmbeddingConfig(name="t", embedding_dim=DIM,
-                                                                     num_embeddings=capacity, feature_names=["f"])])
-    mcc.train()
-    lengths = torch.full((BATCH,), BAG, dtype=torch.int64)
-
-    def remap(ids: np.ndarray) -> None:
-        mcc(KeyedJaggedTensor(keys=["f"], values=torch.from_numpy(ids), lengths=lengths))
-
-    return remap
-
-
-def _stream_run(remap, total_batches: int, seconds: float | None, drift: float) -> dict:
-    stream = DriftingZipf(7, drift=drift)
-    elapsed, done, cumulative = 0.0, 0, []
-    while done < total_batches and (seconds is None or elapsed < seconds):
-        ids = stream.next(PER_TABLE)
-        start = time.perf_counter()
-        remap(ids)
-        elapsed += time.perf_counter() - start
-        done += 1
-        cumulative.append(elapsed)
-    return {"batches": done, "ids": done * PER_TABLE, "seconds": elapsed, "cumulative": cumulative}
-
-
-def mch_comparison(args) -> dict:
-    from recembed.dynamic import IdRowMap
-
-    batches = max(1, args.ids // PER_TABLE)
-    out: dict = {"capacity": args.capacity, "requested_ids": args.ids, "batch_ids": PER_TABLE, "drift": args.drift}
-    id_map = IdRowMap(args.capacity)
-
-    def ours(ids):
-        id_map.advance()
-        id_map.assign(ids)
-
-    mine = _stream_run(ours, batches, None, args.drift)
-    out["recembed"] = {k: mine[k] for k in ("batches", "ids", "seconds")}
-    out["recembed"]["ids_per_s"] = mine["ids"] / mine["seconds"]
-    print(f"recembed IdRowMap: {mine['ids']:,} ids in {mine['seconds']:.1f} s", flush=True)
-    del id_map
-    try:
-        remap = _torchrec_mch(args.capacity)
-    except (ImportError, OSError, RuntimeError) as exc:  # torchrec is optional
-        print(f"TorchRec MCH skipped: {type(exc).__name__}: {exc}")
-        out["torchrec_mch"] = {"skipped": f"{type(exc).__name__}: {exc}"}
-        return out
-    theirs = _stream_run(remap, batches, args.rival_seconds, args.drift)
-    n = theirs["batches"]
-    out["torchrec_mch"] = {k: theirs[k] for k in ("batches", "ids", "seconds")}
-    out["torchrec_mch"]["ids_per_s"] = theirs["ids"] / theirs["seconds"]
-    out["recembed_same_prefix"] = {"batches": n, "ids": n * PER_TABLE, "seconds": mine["cumulative"][n - 1],
-                                   "ids_per_s": n * PER_TABLE / mine["cumulative"][n - 1]}
-    print(f"TorchRec MCH: {theirs['ids']:,} ids in {theirs['seconds']:.1f} s", flush=True)
     return out
 
 
