@@ -156,6 +156,7 @@ class ModelConfig:
     tower_dims: list[int] = field(default_factory=lambda: [64, 32])
     bottom_mlp: list[int] = field(default_factory=lambda: [64])  # dlrm: hidden widths; output = embedding_dim
     top_mlp: list[int] = field(default_factory=lambda: [64, 32])  # dlrm: hidden widths; output = 1 logit
+    interaction_sum: bool = False        # dlrm: add the learned-scale sum of the pair dots to the logit
     deep_mlp: list[int] = field(default_factory=lambda: [128, 64])  # dcnv2 / deepfm
     num_cross_layers: int = 2
     low_rank: int = 0                    # dcnv2: 0 = full-rank cross layers

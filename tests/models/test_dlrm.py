@@ -44,6 +44,26 @@ def test_forward_equals_brute_force_interaction():
         assert torch.allclose(model.top_mlp(top_input.unsqueeze(0))[0, 0], logits[b], atol=1e-5)
 
 
+def test_interaction_sum_adds_the_scaled_sum_of_the_pair_dots_to_the_logit():
+    torch.manual_seed(0)
+    plain = DLRM(3, tables(), bottom_mlp=[5, 4], top_mlp=[6, 1], embedding_optimizer=None)
+    torch.manual_seed(0)
+    summed = DLRM(3, tables(), bottom_mlp=[5, 4], top_mlp=[6, 1], embedding_optimizer=None, interaction_sum=True)
+    dense, sparse = torch.randn(2, 3), sparse_batch()
+    z = summed.bottom_mlp(dense)
+    pooled = summed.embeddings(sparse).values().view(2, 3, 4)
+    vectors = torch.cat([z.unsqueeze(1), pooled], dim=1)  # (B, 4, d)
+    gram = vectors @ vectors.transpose(1, 2)
+    pair_sum = (gram.sum((1, 2)) - gram.diagonal(dim1=1, dim2=2).sum(1)) / 2
+    with torch.no_grad():
+        summed.interaction_scale.fill_(0.5)
+    torch.testing.assert_close(summed(dense, sparse), plain(dense, sparse) + 0.5 * pair_sum, rtol=1e-5, atol=1e-5)
+    summed(dense, sparse).sum().backward()
+    assert summed.interaction_scale.grad is not None and float(summed.interaction_scale.grad.abs()) > 0
+    assert any(p is summed.interaction_scale for p in dense_parameters(summed))
+    assert plain.interaction_scale is None and "interaction_scale" not in plain.state_dict()
+
+
 def test_config_errors_name_the_table():
     with pytest.raises(ConfigError, match=r"table 't_geo' has embedding_dim=8.*bottom_mlp\[-1\]=4"):
         DLRM(3, [tables(4)[0], tables(8)[1]], bottom_mlp=[5, 4], embedding_optimizer=None)

@@ -26,7 +26,8 @@ def build_ctr_model(config, num_rows: dict[str, int], num_dense: int) -> nn.Modu
     if m.kind == "dlrm":
         if num_dense < 1:
             raise ConfigError("model.kind = 'dlrm' needs at least one dense feature; use 'dcnv2' or 'deepfm'")
-        return DLRM(num_dense, tables, bottom_mlp=[*m.bottom_mlp, m.embedding_dim], top_mlp=[*m.top_mlp, 1], **common)
+        return DLRM(num_dense, tables, bottom_mlp=[*m.bottom_mlp, m.embedding_dim], top_mlp=[*m.top_mlp, 1],
+                    interaction_sum=m.interaction_sum, **common)
     if m.kind == "dcnv2":
         return DCNv2(num_dense, tables, num_cross_layers=m.num_cross_layers, low_rank=m.low_rank or None,
                      deep_mlp=m.deep_mlp, structure=m.dcn_structure, **common)
