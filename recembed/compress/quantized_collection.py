@@ -42,7 +42,7 @@ from recembed.kernels.fused_cpu import find_bad_rows
 from recembed.sparse import KeyedJaggedTensor, KeyedTensor
 from recembed.tables.collection import iter_feature_slices
 from recembed.tables.config import EmbeddingBagConfig, PoolingType
-from recembed.tables.ids import ids_to_rows
+from recembed.tables.ids import ids_to_rows, remap_suspect_keys
 
 __all__ = ["QuantizedEmbeddingBagCollection", "row_layout"]  # row_layout: re-exported from quant_layout
 
@@ -199,18 +199,7 @@ class QuantizedEmbeddingBagCollection(nn.Module):
         # only a failing or hashed key goes through ids_to_rows, which names the feature and id.
         bad = find_bad_rows(rows.numpy(), offsets.numpy(), check, self._num_rows, batch)
         suspects = [k for k in range(len(bad)) if bad[k] >= 0] + plan["hashed"]
-        if not suspects:
-            return rows
-        bounds = offsets[::batch].tolist()
-        keys = features.keys()
-        for k in suspects:
-            cfg = self._plain[int(plan["table"][k])]
-            mapped = ids_to_rows(values[bounds[k] : bounds[k + 1]], cfg, keys[k])
-            if cfg.hash_size is not None:
-                if rows is values:
-                    rows = rows.clone()
-                rows[bounds[k] : bounds[k + 1]] = mapped
-        return rows
+        return remap_suspect_keys(features, rows, suspects, lambda k: self._plain[int(plan["table"][k])])
 
     @torch.no_grad()
     def forward(self, features: KeyedJaggedTensor) -> KeyedTensor:

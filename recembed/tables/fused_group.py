@@ -26,7 +26,7 @@ from recembed.optim.state import TableOptimizerState
 from recembed.sparse import KeyedJaggedTensor
 from recembed.tables.config import EmbeddingBagConfig, PoolingType
 from recembed.tables.fused_batch import FusedBatch
-from recembed.tables.ids import ids_to_rows
+from recembed.tables.ids import remap_suspect_keys
 from recembed.tables.table_dict import TableDict
 
 __all__ = ["FusedTableGroup"]
@@ -226,18 +226,9 @@ class FusedTableGroup(nn.Module):
         else:
             suspects = [k for k in range(len(plan["check_table"])) if plan["check_table"][k] >= 0]
         suspects += [k for k, _ in plan["hashed_keys"]]
-        if not suspects:
-            return rows
-        bounds = offsets[::batch].tolist()
         keys = features.keys()
-        for k in suspects:
-            cfg = self.configs[self.table_names[self._feature_table[keys[k]]]]
-            mapped = ids_to_rows(values[bounds[k] : bounds[k + 1]], cfg, keys[k])
-            if cfg.hash_size is not None:
-                if rows is values:
-                    rows = rows.clone()
-                rows[bounds[k] : bounds[k + 1]] = mapped
-        return rows
+        return remap_suspect_keys(features, rows, suspects,
+                                  lambda k: self.configs[self.table_names[self._feature_table[keys[k]]]])
 
     def forward(self, features: KeyedJaggedTensor) -> tuple[torch.Tensor, list[str]]:
         batch = features.stride()

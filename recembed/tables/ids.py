@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
 import torch
 
 from recembed.errors import IdOutOfRangeError, InvalidDtypeError, InvalidIdError
 from recembed.sparse.hashing import hash_ids
 from recembed.tables.config import BaseEmbeddingConfig
 
-__all__ = ["ids_to_rows"]
+if TYPE_CHECKING:
+    from recembed.sparse import KeyedJaggedTensor
+
+__all__ = ["ids_to_rows", "remap_suspect_keys"]
 
 
 def ids_to_rows(ids: torch.Tensor, config: BaseEmbeddingConfig, feature: str | None = None) -> torch.Tensor:
@@ -48,3 +54,31 @@ def ids_to_rows(ids: torch.Tensor, config: BaseEmbeddingConfig, feature: str | N
             "(set hash_size to hash arbitrary int64 ids)"
         )
     return ids.to(torch.int64)
+
+
+def remap_suspect_keys(
+    features: "KeyedJaggedTensor",
+    rows: torch.Tensor,
+    suspects: Sequence[int],
+    config_of_key: Callable[[int], BaseEmbeddingConfig],
+) -> torch.Tensor:
+    """``rows`` (N,) int64 of a whole KJT, with the keys ``suspects`` sent through :func:`ids_to_rows`.
+
+    The batched kernels range-check every key in one pass; a key that failed it (or whose
+    table hashes ids) is redone here, so a bad id raises the error naming its feature,
+    table and range, and hashed keys get their rows. ``rows`` is copied before the first
+    write when it still shares memory with ``features.values()``.
+    """
+    if not suspects:
+        return rows
+    values = features.values()
+    bounds = features.offsets()[:: features.stride()].tolist()
+    keys = features.keys()
+    for k in suspects:
+        cfg = config_of_key(k)
+        mapped = ids_to_rows(values[bounds[k] : bounds[k + 1]], cfg, keys[k])
+        if cfg.hash_size is not None:
+            if rows is values:
+                rows = rows.clone()
+            rows[bounds[k] : bounds[k + 1]] = mapped
+    return rows
