@@ -32,5 +32,26 @@ class DriftingZipf:
     def next(self, n: int) -> np.ndarray:
         ranks = self.rng.zipf(self.a, n).astype(np.uint64) + np.uint64(int(self.t * self.drift))
         self.t += 1
-        with np.errstate(over="ignore"):
-            return (_fmix64(ranks) & _MASK62).astype(np.int64)  # non-negative: TorchRec's MCH needs that
+        return scramble(ranks)  # non-negative: TorchRec's MCH needs that
+
+
+class ModuloZipf:
+    """The standard workload's ids as raw int64 ids: Zipf(1.1) ranks modulo ``rows``, scrambled by ``fmix64``.
+
+    ``benchmarks/embedding_training.py`` feeds a plain table the ranks modulo its rows; a
+    dynamic table of that capacity gets the same vocabulary as arbitrary 62-bit ids, so its map
+    (not an identity) does the work. Every id fits, so once warm almost every id has a row.
+    """
+
+    def __init__(self, seed: int, rows: int, a: float = 1.1):
+        self.rng, self.rows, self.a = np.random.default_rng(seed), rows, a
+
+    def next(self, n: int) -> np.ndarray:
+        return scramble((self.rng.zipf(self.a, n) - 1) % self.rows)
+
+
+def scramble(ranks: np.ndarray) -> np.ndarray:
+    """Non-negative int64 ranks -> non-negative 62-bit ids (fmix64 is a bijection of 64-bit words, so
+    a million ranks collide after the mask with probability about 1e-7)."""
+    with np.errstate(over="ignore"):
+        return (_fmix64(ranks) & _MASK62).astype(np.int64)

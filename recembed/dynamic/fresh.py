@@ -69,11 +69,44 @@ def _fmix(x):
     return x
 
 
-@numba.njit(cache=True, nogil=True)
-def _draw(out, targets, rows, generations, seed, kind, a, b):
-    """Fill ``out[targets[i]]`` with row ``rows[i]``'s values; kind 0: U(a, b), kind 1: N(0, a^2).
+@numba.njit(inline="always")
+def _row_base(row, generation, salt):
+    return _fmix(_fmix(np.uint64(row) ^ salt) + np.uint64(generation) * _GOLDEN)
 
-    One hash gives two 32-bit uniforms (two uniform values, or one Box-Muller pair).
+
+@numba.njit(cache=True, nogil=True)
+def _draw_uniform(out, targets, rows, generations, seed, a, b):
+    """Fill ``out[targets[i]]`` with row ``rows[i]``'s U(a, b) values.
+
+    Hash ``p`` of a row gives entries ``2p`` (low 32 bits) and ``2p + 1`` (high 32 bits). The
+    hashes of a row are computed in their own loop, which the compiler vectorises.
+    """
+    d = out.shape[1]
+    half = (d + 1) // 2
+    salt = _fmix(np.uint64(seed) ^ _GOLDEN)
+    hashes = np.empty(half, np.uint64)
+    width = b - a
+    n = rows.shape[0]
+    for i in range(n):
+        if i + _AHEAD < n:
+            _fetch_row(out, targets[i + _AHEAD])
+        base = _row_base(rows[i], generations[i], salt)
+        for p in range(half):
+            hashes[p] = _fmix(base + np.uint64(p + 1) * _GOLDEN)
+        row = out[targets[i]]
+        for p in range(d // 2):
+            x = hashes[p]
+            row[2 * p] = a + width * (np.float64(x & _LOW32) * 2.0**-32)
+            row[2 * p + 1] = a + width * (np.float64(x >> _S32) * 2.0**-32)
+        if d % 2:
+            row[d - 1] = a + width * (np.float64(hashes[half - 1] & _LOW32) * 2.0**-32)
+
+
+@numba.njit(cache=True, nogil=True)
+def _draw_normal(out, targets, rows, generations, seed, sigma):
+    """Fill ``out[targets[i]]`` with row ``rows[i]``'s N(0, sigma^2) values.
+
+    Hash ``p`` of a row gives two 32-bit uniforms, one Box-Muller pair: entries ``2p`` and ``2p + 1``.
     """
     d = out.shape[1]
     salt = _fmix(np.uint64(seed) ^ _GOLDEN)
@@ -82,24 +115,15 @@ def _draw(out, targets, rows, generations, seed, kind, a, b):
         if i + _AHEAD < n:
             _fetch_row(out, targets[i + _AHEAD])
         t = targets[i]
-        base = _fmix(_fmix(np.uint64(rows[i]) ^ salt) + np.uint64(generations[i]) * _GOLDEN)
-        j = 0
-        pair = np.uint64(0)
-        while j < d:
-            pair += np.uint64(1)
-            x = _fmix(base + pair * _GOLDEN)
+        base = _row_base(rows[i], generations[i], salt)
+        for p in range((d + 1) // 2):
+            x = _fmix(base + np.uint64(p + 1) * _GOLDEN)
             u1 = ((x >> _S32) + np.uint64(1)) * 2.0**-32  # in (0, 1]: safe for log
             u2 = (x & _LOW32) * 2.0**-32                   # in [0, 1)
-            if kind == 0:
-                out[t, j] = a + (b - a) * u2
-                if j + 1 < d:
-                    out[t, j + 1] = a + (b - a) * (u1 - 2.0**-32)
-            else:
-                r = a * math.sqrt(-2.0 * math.log(u1))
-                out[t, j] = r * math.cos(_TWO_PI * u2)
-                if j + 1 < d:
-                    out[t, j + 1] = r * math.sin(_TWO_PI * u2)
-            j += 2
+            r = sigma * math.sqrt(-2.0 * math.log(u1))
+            out[t, 2 * p] = r * math.cos(_TWO_PI * u2)
+            if 2 * p + 1 < d:
+                out[t, 2 * p + 1] = r * math.sin(_TWO_PI * u2)
 
 
 def fresh_values(init: object, init_range: tuple[float, float] | None, dim: int, rows: np.ndarray,
@@ -141,8 +165,8 @@ def write_fresh_rows(weight: np.ndarray, targets: np.ndarray, init: object, init
     generations = np.ascontiguousarray(generations, np.int64)
     if init == "uniform":
         lo, hi = init_range  # type: ignore[misc]
-        _draw(weight, targets, rows, generations, seed, 0, float(lo), float(hi))
+        _draw_uniform(weight, targets, rows, generations, seed, float(lo), float(hi))
     elif init in ("normal", "scaled_normal"):
-        _draw(weight, targets, rows, generations, seed, 1, 1.0 if init == "normal" else 1.0 / weight.shape[1], 0.0)
+        _draw_normal(weight, targets, rows, generations, seed, 1.0 if init == "normal" else 1.0 / weight.shape[1])
     else:  # pragma: no cover - configs validate init names
         raise ValueError(f"unknown init {init!r}")

@@ -49,6 +49,7 @@ from recembed.dynamic._heap import (
     SAVED_META_COLUMNS,
     heap_rebuild,
 )
+from recembed.kernels.host_memory import zeros_array
 
 __all__ = ["IdRowMap"]
 
@@ -81,22 +82,23 @@ class IdRowMap:
         self.counter, self.eviction, self.ttl = counter, eviction, ttl
         self.padding_id = padding_id
         self._step = 0
-        self.meta = np.zeros((capacity, META_COLUMNS), np.int64)
+        self.meta = zeros_array((capacity, META_COLUMNS), np.int64)  # probed at random: huge pages
         self.meta[:, LAST] = -1
         self.free_rows = np.arange(capacity - 1, -1, -1, dtype=np.int64)  # a stack: row 0 is taken first
         self.scal = np.zeros(7, np.int64)
         self.scal[kernels.NFREE] = capacity
-        self.slots = np.full((map_slot_count(capacity), 2), -1, np.int64)
+        self.slots = zeros_array((map_slot_count(capacity), 2), np.int64)
+        self.slots.fill(-1)
         # Twice the rows: stale entries pile up to about one per live row before a compaction.
         self.use_queue = eviction == "lru" or bool(ttl)
-        self.lru_queue = np.zeros((2 * capacity + 16 if self.use_queue else 0, 2), np.int64)
-        self.lfu_heap = np.zeros((2 * capacity + 16 if eviction == "lfu" else 0, 4), np.int64)
+        self.lru_queue = zeros_array((2 * capacity + 16 if self.use_queue else 0, 2), np.int64)
+        self.lfu_heap = zeros_array((2 * capacity + 16 if eviction == "lfu" else 0, 4), np.int64)
         exact = min_count > 1 and counter == "exact"
         self.counter_limit = int(counter_capacity or capacity) if exact else 0
-        self.pending = np.zeros((slot_count_for(self.counter_limit) if exact else 1, 3), np.int64)
+        self.pending = zeros_array((slot_count_for(self.counter_limit) if exact else 1, 3), np.int64)
         sketched = min_count > 1 and counter == "count_min"
         width = power_of_two_at_least(sketch_width or capacity) if sketched else 1
-        self.sketch = np.zeros((sketch_depth if sketched else 1, width), np.int32)
+        self.sketch = zeros_array((sketch_depth if sketched else 1, width), np.int32)
         rng = np.random.default_rng(seed)
         self.salts = rng.integers(0, 2**63 - 1, size=max(sketch_depth, 1), dtype=np.int64).astype(np.uint64)
 

@@ -34,6 +34,7 @@ __all__ = ["default_parts", "fused_backward"]
 
 POOL_SUM, POOL_MEAN, POOL_MAX = 0, 1, 2
 _AHEAD = 16  # occurrences prefetched ahead of their update
+_GRAD_AHEAD = 8  # occurrences whose gradient row is prefetched ahead of its read
 _DIGIT = 10  # radix-sort digit width: 1024 buckets
 _DIGIT_MASK = (1 << _DIGIT) - 1
 _FAST = {"reassoc", "contract"}  # lets the row sums (||g||^2, LAMB's norms) vectorise
@@ -316,6 +317,8 @@ def fused_backward(W, S1, S2, R, w_off, dim, pad, code, s1_off, s2_off, r_off, h
             for j in range(d):
                 g[j] = 0.0
             while q < stop and (keys[q] >> shift) == r:
+                if q + _GRAD_AHEAD < n:  # gradient rows are read in row order, i.e. scattered over ``grad``
+                    _prefetch_span(grad_flat, occ_gpos[lo + (keys[q + _GRAD_AHEAD] & low)], d)
                 v = lo + (keys[q] & low)
                 gr = grad_flat[occ_gpos[v] : occ_gpos[v] + d]
                 if pool == POOL_MAX:

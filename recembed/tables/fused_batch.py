@@ -2,8 +2,8 @@
 
 Forward splits the group's keys three ways:
 
-- float32 CPU SUM/MEAN keys whose table has no padding row (and, for MEAN, no per-sample
-  weights): torch's ``embedding_bag`` (FBGEMM's JIT kernels inside torch) on the table's
+- float32 CPU SUM/MEAN keys whose table has no padding row (or, under SUM, a padding row
+  of zeros, which adds nothing) and, for MEAN, no per-sample weights: torch's ``embedding_bag`` (FBGEMM's JIT kernels inside torch) on the table's
   view of the flat weights, one call per key, grouped by (dim, pooling) and concatenated;
   when one group covers every output column in order, the concatenation *is* the output;
 - the other float32 CPU keys (MAX, padding rows, weighted MEAN): the numba kernel;
@@ -30,14 +30,16 @@ _POOL_SUM, _POOL_MEAN, _POOL_MAX = 0, 1, 2
 _MODES = {_POOL_SUM: "sum", _POOL_MEAN: "mean"}
 
 
-def torch_pooled_groups(plan: dict, weighted: bool) -> tuple[list[dict], np.ndarray]:
+def torch_pooled_groups(plan: dict, weighted: bool, zero_pads: bool = False) -> tuple[list[dict], np.ndarray]:
     """Which CPU keys torch's ``embedding_bag`` pools, and what is left to the numba kernel.
 
     Returns the groups (each: ``keys`` in column order, ``dim``, ``mode``, ``cols`` and ``block``, the output column span when the keys'
     columns are contiguous, else None) and the numba kernel's ``key_table`` (keys not for
-    it set to -1). Cached in ``plan`` per ``weighted``.
+    it set to -1). ``zero_pads``: every padding row holds zeros, so SUM keys of tables with
+    one may go to torch (a zero row adds nothing; torch's own ``padding_idx`` leaves its
+    fast kernel). Cached in ``plan`` per ``(weighted, zero_pads)``.
     """
-    cached = plan.get(("torch_groups", weighted))
+    cached = plan.get(("torch_groups", weighted, zero_pads))
     if cached is not None:
         return cached
     t = plan["tables"]
@@ -47,7 +49,8 @@ def torch_pooled_groups(plan: dict, weighted: bool) -> tuple[list[dict], np.ndar
     for k in range(len(key_table)):
         j = key_table[k]
         pool = int(key_pool[k])
-        if j < 0 or pool == _POOL_MAX or t["pad"][j] >= 0 or (weighted and pool == _POOL_MEAN):
+        padded = t["pad"][j] >= 0 and not (zero_pads and pool == _POOL_SUM)
+        if j < 0 or pool == _POOL_MAX or padded or (weighted and pool == _POOL_MEAN):
             continue
         by_kind.setdefault((int(t["dim"][j]), pool), []).append(k)
         numba_table[k] = -1
@@ -61,7 +64,7 @@ def torch_pooled_groups(plan: dict, weighted: bool) -> tuple[list[dict], np.ndar
             "dim": dim, "mode": _MODES[pool], "cols": cols,
             "block": (cols[0], cols[0] + dim * len(ks)) if contiguous else None,
         })
-    plan[("torch_groups", weighted)] = (groups, numba_table)
+    plan[("torch_groups", weighted, zero_pads)] = (groups, numba_table)
     return groups, numba_table
 
 
@@ -79,8 +82,10 @@ def _check_packable(group, cpu: list[int], row_bits: np.ndarray, num_ids: int) -
 class FusedBatch:
     """What one forward saw, kept for its backward."""
 
-    def __init__(self, group, plan, store, cpu, rows, offsets, weights, batch):
+    def __init__(self, group, plan, store, cpu, rows, offsets, weights, batch, recheck=None, zero_pads=False):
         self.group, self.plan, self.store, self.cpu, self.batch = group, plan, store, cpu, batch
+        self.zero_pads = zero_pads
+        self.recheck = recheck  # the full id check, run when torch's embedding_bag refuses the ids
         self.rows, self.offsets = rows.contiguous(), offsets.contiguous()
         self.weights = None if weights is None else weights.float().contiguous()
         self.argmax = np.zeros((0, 0), np.int64)
@@ -104,9 +109,14 @@ class FusedBatch:
 
     def _cpu_forward(self) -> torch.Tensor:
         p, t = self.plan, self.plan["tables"]
-        groups, numba_table = torch_pooled_groups(p, self.weights is not None)
+        groups, numba_table = torch_pooled_groups(p, self.weights is not None, self.zero_pads)
         width = p["width"]
-        pooled = [self._torch_pool(g) for g in groups]
+        try:
+            pooled = [self._torch_pool(g) for g in groups]
+        except RuntimeError:
+            if self.recheck is not None:
+                self.recheck()  # raises the error naming the feature, table, id and allowed range
+            raise
         whole = (len(groups) == 1 and groups[0]["block"] == (0, width) and not p["torch_keys"]
                  and not (numba_table >= 0).any())
         if whole:

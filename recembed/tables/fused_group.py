@@ -21,11 +21,12 @@ from torch import nn
 from recembed.errors import ConfigError
 from recembed.kernels import fused_cpu
 from recembed.kernels.fused_torch import KeySlot, TableSlot
+from recembed.kernels.host_memory import empty_float32
 from recembed.optim.fused_optimizer import FusedOptimizer
 from recembed.optim.state import TableOptimizerState
 from recembed.sparse import KeyedJaggedTensor
 from recembed.tables.config import EmbeddingBagConfig, PoolingType
-from recembed.tables.fused_batch import FusedBatch
+from recembed.tables.fused_batch import FusedBatch, torch_pooled_groups
 from recembed.tables.ids import remap_suspect_keys
 from recembed.tables.table_dict import TableDict
 
@@ -54,7 +55,7 @@ class _FlatStore:
                 end = -(-end // align) * align
                 starts.append(end)
                 end += t.numel()
-            flat = torch.empty(end, dtype=torch.float32)  # gaps between tables are never read
+            flat = empty_float32(end)  # huge-page backed when large; gaps between tables are never read
             views = []
             for t, start in zip(tensors, starts):
                 view = flat[start : start + t.numel()].view(t.shape)
@@ -210,21 +211,29 @@ class FusedTableGroup(nn.Module):
         return plan
 
     # ---- forward / backward -------------------------------------------------------------
-    def _rows(self, features: KeyedJaggedTensor, plan: dict) -> torch.Tensor:
-        """Validated (and, where configured, hashed) int64 rows for the whole KJT."""
+    def _rows(self, features: KeyedJaggedTensor, plan: dict, check_table: np.ndarray | None = None) -> torch.Tensor:
+        """Validated (and, where configured, hashed) int64 rows for the whole KJT.
+
+        ``check_table`` (default ``plan["check_table"]``) says which keys to range-check here;
+        keys that torch's ``embedding_bag`` reads are left to its own bounds check (see
+        :meth:`forward`).
+        """
+        check_table = plan["check_table"] if check_table is None else check_table
         values = features.values()
         rows = values.to(torch.int64)
         batch = features.stride()
         if batch == 0:
             return rows
         offsets = features.offsets()
-        if rows.device.type == "cpu":
+        if rows.device.type != "cpu":
+            suspects = [k for k in range(len(check_table)) if check_table[k] >= 0]
+        elif (check_table >= 0).any():
             # One parallel pass checks every plain key; only a failing key is re-checked in
             # torch, to raise the error that names the feature, table, id and range.
-            bad = fused_cpu.find_bad_rows(rows.numpy(), offsets.numpy(), plan["check_table"], plan["num_rows"], batch)
+            bad = fused_cpu.find_bad_rows(rows.numpy(), offsets.numpy(), check_table, plan["num_rows"], batch)
             suspects = [k for k in range(len(bad)) if bad[k] >= 0]
         else:
-            suspects = [k for k in range(len(plan["check_table"])) if plan["check_table"][k] >= 0]
+            suspects = []
         suspects += [k for k, _ in plan["hashed_keys"]]
         keys = features.keys()
         return remap_suspect_keys(features, rows, suspects,
@@ -238,7 +247,13 @@ class FusedTableGroup(nn.Module):
         weights = features.weights_or_none()
         if weights is not None:
             self._check_weights(features.keys(), weights)
-        ctx = FusedBatch(self, plan, store, cpu, self._rows(features, plan), features.offsets(), weights, batch)
+        # Keys pooled by torch's embedding_bag are bounds-checked by it; when it refuses a
+        # batch, the full check runs to raise the error that names feature, table and range.
+        zero_pads = store is not None and _padding_rows_zero(plan, store)
+        unchecked = _torch_checked_keys(plan, weights is not None, zero_pads) if store is not None else None
+        rows = self._rows(features, plan, unchecked)
+        recheck = None if unchecked is None else (lambda: self._rows(features, plan))
+        ctx = FusedBatch(self, plan, store, cpu, rows, features.offsets(), weights, batch, recheck, zero_pads)
         out = ctx.forward()
         if torch.is_grad_enabled():
             anchor = torch.empty(0, requires_grad=True)
@@ -262,6 +277,24 @@ class FusedTableGroup(nn.Module):
             slots.append(TableSlot(self._tables[name].weight.data, st.elem_state(), st.row_state(), st.code,
                                    -1 if cfg.padding_idx is None else cfg.padding_idx))
         return slots
+
+
+def _torch_checked_keys(plan: dict, weighted: bool, zero_pads: bool) -> np.ndarray:
+    """``plan["check_table"]`` without the keys torch's ``embedding_bag`` pools (it bounds-checks them)."""
+    cached = plan.get(("unchecked", weighted, zero_pads))
+    if cached is None:
+        groups, _ = torch_pooled_groups(plan, weighted, zero_pads)
+        cached = plan["check_table"].copy()
+        for g in groups:
+            cached[g["keys"]] = -1
+        plan[("unchecked", weighted, zero_pads)] = cached
+    return cached
+
+
+def _padding_rows_zero(plan: dict, store: _FlatStore) -> bool:
+    """Whether every CPU table's padding row (if any) holds zeros now (a user may have written one)."""
+    pads = plan["tables"]["pad"]
+    return all(int(p) < 0 or not bool(store.views[0][j][int(p)].any()) for j, p in enumerate(pads))
 
 
 class _FusedLookup(torch.autograd.Function):

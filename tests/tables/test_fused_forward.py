@@ -67,6 +67,23 @@ def test_groups_split_keys_between_torch_and_the_numba_kernel():
         assert by_torch == (["a", "b", "f"] if weighted else ["a", "b", "c", "f"])
         dim6 = next(g for g in groups if g["dim"] == 6)
         assert [keys[k] for k in dim6["keys"]] == ["a", "b"] and dim6["block"] == (0, 12)
+    # a padding row of zeros adds nothing to a SUM: that key may go to torch too
+    groups, numba_table = torch_pooled_groups(plan, False, zero_pads=True)
+    assert sorted(keys[k] for k in range(len(keys)) if numba_table[k] >= 0) == ["e"]
+    assert sorted(keys[k] for g in groups for k in g["keys"]) == ["a", "b", "c", "d", "f"]
+
+
+@pytest.mark.parametrize("pad_value", [0.0, 5.0])
+def test_a_padding_row_is_left_out_whatever_it_holds(pad_value):
+    fused, plain = _pair()
+    for collection in (fused, plain):
+        with torch.no_grad():
+            collection.embedding_bags["pad"].weight[1] = pad_value  # a user may write into the padding row
+    kjt = rec.KeyedJaggedTensor.from_lists(LISTS)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(kjt).values(), plain(kjt).values(), rtol=1e-6, atol=1e-6)
+    fused(kjt).values().sum().backward()
+    assert torch.all(fused.embedding_bags["pad"].weight[1] == pad_value)  # never trained
 
 
 def test_flat_store_starts_each_table_at_whole_rows_and_cache_lines():
