@@ -28,6 +28,7 @@ __all__ = [
     "counter_delete",
     "counter_forget_older_half",
     "counter_load",
+    "fmix64_word",
     "home_slot",
     "key_hash",
     "map_delete",
@@ -72,14 +73,19 @@ def power_of_two_at_least(n: int) -> int:
 
 
 @numba.njit(inline="always")
-def _fmix(key, salt):
-    x = np.uint64(key) ^ salt
+def fmix64_word(x):
+    """MurmurHash3's 64-bit finaliser of one uint64 (a bijection that mixes every bit)."""
     x ^= x >> _S33
     x *= _M1
     x ^= x >> _S33
     x *= _M2
     x ^= x >> _S33
     return x
+
+
+@numba.njit(inline="always")
+def _fmix(key, salt):
+    return fmix64_word(np.uint64(key) ^ salt)
 
 
 @numba.njit(inline="always")

@@ -28,14 +28,12 @@ import numba
 import numpy as np
 import torch
 
+from recembed.dynamic._hashing import fmix64_word
 from recembed.kernels.prefetch import prefetch
 
 __all__ = ["fresh_values", "write_fresh_rows", "zero_rows"]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xFF51AFD7ED558CCD)
-_M2 = np.uint64(0xC4CEB9FE1A85EC53)
-_S33 = np.uint64(33)
 _S32 = np.uint64(32)
 _LOW32 = np.uint64(0xFFFFFFFF)
 _TWO_PI = 2.0 * math.pi
@@ -60,18 +58,8 @@ def zero_rows(out, rows):
 
 
 @numba.njit(inline="always")
-def _fmix(x):
-    x ^= x >> _S33
-    x *= _M1
-    x ^= x >> _S33
-    x *= _M2
-    x ^= x >> _S33
-    return x
-
-
-@numba.njit(inline="always")
 def _row_base(row, generation, salt):
-    return _fmix(_fmix(np.uint64(row) ^ salt) + np.uint64(generation) * _GOLDEN)
+    return fmix64_word(fmix64_word(np.uint64(row) ^ salt) + np.uint64(generation) * _GOLDEN)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -83,7 +71,7 @@ def _draw_uniform(out, targets, rows, generations, seed, a, b):
     """
     d = out.shape[1]
     half = (d + 1) // 2
-    salt = _fmix(np.uint64(seed) ^ _GOLDEN)
+    salt = fmix64_word(np.uint64(seed) ^ _GOLDEN)
     hashes = np.empty(half, np.uint64)
     width = b - a
     n = rows.shape[0]
@@ -92,7 +80,7 @@ def _draw_uniform(out, targets, rows, generations, seed, a, b):
             _fetch_row(out, targets[i + _AHEAD])
         base = _row_base(rows[i], generations[i], salt)
         for p in range(half):
-            hashes[p] = _fmix(base + np.uint64(p + 1) * _GOLDEN)
+            hashes[p] = fmix64_word(base + np.uint64(p + 1) * _GOLDEN)
         row = out[targets[i]]
         for p in range(d // 2):
             x = hashes[p]
@@ -109,7 +97,7 @@ def _draw_normal(out, targets, rows, generations, seed, sigma):
     Hash ``p`` of a row gives two 32-bit uniforms, one Box-Muller pair: entries ``2p`` and ``2p + 1``.
     """
     d = out.shape[1]
-    salt = _fmix(np.uint64(seed) ^ _GOLDEN)
+    salt = fmix64_word(np.uint64(seed) ^ _GOLDEN)
     n = rows.shape[0]
     for i in range(n):
         if i + _AHEAD < n:
@@ -117,7 +105,7 @@ def _draw_normal(out, targets, rows, generations, seed, sigma):
         t = targets[i]
         base = _row_base(rows[i], generations[i], salt)
         for p in range((d + 1) // 2):
-            x = _fmix(base + np.uint64(p + 1) * _GOLDEN)
+            x = fmix64_word(base + np.uint64(p + 1) * _GOLDEN)
             u1 = ((x >> _S32) + np.uint64(1)) * 2.0**-32  # in (0, 1]: safe for log
             u2 = (x & _LOW32) * 2.0**-32                   # in [0, 1)
             r = sigma * math.sqrt(-2.0 * math.log(u1))
