@@ -257,14 +257,26 @@ class DynamicEmbeddingTable(ConfiguredTable):
         """Pool several features' bags, ``[(table, piece), ...]`` -> one ``(B, dim)`` per item.
 
         The collections call this once per batch for all their dynamic features, so the
-        training-time mapping of the tables runs on two threads (``map_ids_many``).
+        training-time mapping of the tables runs on two threads (``map_ids_many``) and the
+        rows of distinct tables with fused optimizers are pooled in one fused call
+        (:mod:`recembed.dynamic.joint`).
         """
         from recembed.dynamic.parallel import map_ids_many  # parallel builds on this module
 
+        from recembed.dynamic.joint import joint_lookup
+
         tables = [table for table, _ in items]
-        rows = map_ids_many(tables, [piece.ids for _, piece in items], [piece.name for _, piece in items])
+        pieces = [piece for _, piece in items]
+        rows = map_ids_many(tables, [piece.ids for piece in pieces], [piece.name for piece in pieces])
+        for table, piece, r in zip(tables, pieces, rows):
+            if piece.weights is not None and table.config.pooling is PoolingType.MAX:
+                raise ConfigError(f"table '{table.config.name}': per-sample weights need SUM or MEAN pooling, not MAX")
+            table._checked_offsets(piece.offsets, r.numel(), piece.name)
+        joint = joint_lookup(tables, rows, pieces)  # one fused call for all of them, when they allow it
+        if joint is not None:
+            return joint
         return [table.lookup_rows(r, piece.offsets, piece.weights, feature=piece.name)
-                for (table, piece), r in zip(items, rows)]
+                for table, piece, r in zip(tables, pieces, rows)]
 
     def lookup_rows(self, rows: torch.Tensor, offsets: torch.Tensor, per_sample_weights: torch.Tensor | None = None,
                     feature: str | None = None) -> torch.Tensor:
