@@ -114,7 +114,7 @@ def standard_workload(args) -> dict:
 def _step_comparison(args, stream: str) -> dict:
     from recembed.dynamic import DynamicSpec
 
-    cap, steps = args.capacity, args.steps
+    cap, steps = args.capacity, args.step_batches
     out: dict = {"capacity": cap, "optimizer": args.optimizer, "steps": steps, "stream": stream}
     rng = np.random.default_rng(0)
     plain_ranks = [(rng.zipf(1.1, TABLES * PER_TABLE) - 1) % cap for _ in range(steps + 2)]
@@ -166,6 +166,8 @@ def _step_comparison(args, stream: str) -> dict:
         parallel.map_ids_many = map_many.fn
     med = {k: 1000 * statistics.median(r[k] for r in rows) for k in rows[0]}
     out["ms"] = med
+    # Means carry the occasional costly batch (an LRU queue compaction, every few dozen batches).
+    out["mean_ms"] = {k: 1000 * statistics.mean(r[k] for r in rows) for k in rows[0]}
     out["mapping_share_per_batch"] = statistics.median(r["mapping"] / r["plain"] for r in rows)
     out["per_batch_ms"] = [{k: 1000 * v for k, v in r.items()} for r in rows]
     print(f"[{stream} stream, {out['new_id_share']:.1%} of ids new] plain fused step {med['plain']:.1f} ms | "
@@ -241,7 +243,6 @@ def report(results: dict) -> None:
     for name, r in part1.items():
         ms, base = r["ms"], r["ms"]["plain"]
         share = ms["mapping"] / base
-        verdict = "met" if share <= TARGET_SHARE else "NOT met"
         label = ("the standard workload's ids (Zipf(1.1) modulo the rows) as raw int64 ids: the target"
                  if name == "standard" else "the drifting stream (heavy churn: rows evicted every batch)")
         print(f"\n## Part 1, {label}")
@@ -256,8 +257,13 @@ def report(results: dict) -> None:
                  ("  refreshing recycled rows (fresh values, zero state)", ms["refresh"])]
         for text, value in lines:
             print(f"| {text:<58} | {value:>7.1f} | {value / base:>18.1%} |")
-        print(f"mapping / plain fused step = {share:.1%} (median of per-batch ratios "
-              f"{r['mapping_share_per_batch']:.1%}); target <= {TARGET_SHARE:.0%}: {verdict}")
+        mean = r["mean_ms"]
+        mean_share = mean["mapping"] / mean["plain"]
+        verdict = "met" if max(share, mean_share) <= TARGET_SHARE else "NOT met"
+        print(f"means: plain {mean['plain']:.1f} ms, dynamic {mean['dynamic']:.1f} ms, mapping {mean['mapping']:.1f} ms "
+              f"({mean_share:.1%}); max batch: mapping {max(b['mapping'] for b in r['per_batch_ms']):.1f} ms")
+        print(f"mapping / plain fused step = {share:.1%} of medians, {mean_share:.1%} of means (median of per-batch "
+              f"ratios {r['mapping_share_per_batch']:.1%}); target <= {TARGET_SHARE:.0%}: {verdict}")
     if maps:
         print(f"\n## Mapping only, {TABLES} maps of {results['args']['capacity']:,} rows, batches of {PER_TABLE:,} ids "
               "per map")
@@ -298,7 +304,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--capacity", type=int, default=1_000_000, help="rows per table (standard: 1,000,000)")
     parser.add_argument("--optimizer", default="adagrad")
-    parser.add_argument("--steps", type=int, default=10, help="timed batches in parts 1 and 2")
+    parser.add_argument("--steps", type=int, default=10, help="timed batches in part 2")
+    parser.add_argument("--step-batches", type=int, default=60,
+                        help="timed batches per stream in part 1 (enough to include LRU queue compactions)")
     parser.add_argument("--warm", type=int, default=5, help="drifting stream: batches after the maps are full")
     parser.add_argument("--warm-standard", type=int, default=300,
                         help="standard stream: batches the maps see before timing (a run's first minutes)")
@@ -314,6 +322,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.capacity, args.steps, args.warm, args.ids, args.rival_seconds = 100_000, 5, 3, 5_000_000, 30.0
+        args.step_batches = 10
         args.warm_standard = 30
     import numba
 
