@@ -90,6 +90,8 @@ class FusedBatch:
         self.weights = None if weights is None else weights.float().contiguous()
         self.argmax = np.zeros((0, 0), np.int64)
         self.winners = None
+        self._key_bounds: list[int] | None = None  # each key's first id (and the end), made on first use
+        self._local_starts: torch.Tensor | None = None  # (K, B): bag starts relative to the key's first id
 
     def _has_cpu_keys(self) -> bool:
         return self.store is not None and bool((self.plan["key_table"] >= 0).any())
@@ -142,15 +144,22 @@ class FusedBatch:
         """``(B, n * dim)``: the group's keys pooled side by side by torch's ``embedding_bag``.
 
         One call per key on the table's own view, with the key's ids as a slice (no copy);
-        measured faster than one call over ids regathered bag by bag.
+        measured faster than one call over ids regathered bag by bag. Every key's bag starts,
+        relative to its first id, come from one subtraction for the whole batch.
         """
+        if self.batch == 0:
+            return torch.empty(0, g["dim"] * len(g["keys"]), dtype=torch.float32)
+        if self._key_bounds is None:
+            starts = self.offsets[:-1].view(-1, self.batch)
+            self._key_bounds = self.offsets[:: self.batch].tolist()
+            self._local_starts = starts - starts[:, :1]
+        bounds, local = self._key_bounds, self._local_starts
+        views, key_table = self.store.views[0], self.plan["key_table"]
         pooled = []
         for k in g["keys"].tolist():
-            bounds = self.offsets[k * self.batch : (k + 1) * self.batch + 1]
-            first, last = int(bounds[0]), int(bounds[-1])
+            first, last = bounds[k], bounds[k + 1]
             weights = None if self.weights is None else self.weights[first:last]
-            pooled.append(F.embedding_bag(self.rows[first:last], self.store.views[0][self.plan["key_table"][k]],
-                                          bounds - first, mode=g["mode"], include_last_offset=True,
+            pooled.append(F.embedding_bag(self.rows[first:last], views[key_table[k]], local[k], mode=g["mode"],
                                           per_sample_weights=weights))
         return pooled[0] if len(pooled) == 1 else torch.cat(pooled, 1)
 
