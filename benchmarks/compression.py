@@ -64,6 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lookup-rows", type=int, default=1_000_000,
                    help="rows of each of the two large tables for the memory-bound lookup test (0 skips it)")
+    p.add_argument("--lookup-batches", type=int, default=64,
+                   help="distinct batches of 4096 x 2 bags timed per round on the large tables (enough that their "
+                        "rows do not stay cached between variants)")
     p.add_argument("--rounds", type=int, default=9, help="timing rounds of the lookup tests (best is kept)")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="lookup timing clock: wall time, or this process's CPU time (steadier on a loaded machine "
@@ -76,6 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.samples, args.max_cardinality, args.epochs, args.sparse = 30_000, 20_000, 1, 6
         args.lookup_rows, args.rounds = min(args.lookup_rows, 100_000), min(args.rounds, 5)
+        args.lookup_batches = min(args.lookup_batches, 8)
     if args.out is None:
         args.out = str(RESULTS / ("compression_quant.json" if args.quant_only else "compression.json"))
     return args

@@ -10,7 +10,11 @@ row-wise int8/int4 operators, called per feature on tables packed by torch's own
 are a rival (those operators ignore ``mode``, so MEAN is divided here, as recembed does).
 
 A second table times two large random tables (``--lookup-rows`` x dim, uniform ids, bags of
-4), where lookups are bound by memory rather than by the cache.
+4), where lookups are bound by memory rather than by the cache: ``--lookup-batches``
+distinct batches per round (64 by default: about 63% of each table's rows, more than a
+32 MB L3 holds even as int8). Session 2 used 4 batches, whose rows (4.7 MB as int8,
+16.7 MB as float32) stayed in the L3 from one variant to the next - and float32's two
+forwards read the very same rows, so whichever ran second found them cached.
 
 Run it through ``benchmarks/compression.py --quant-only`` (see there).
 """
@@ -178,7 +182,7 @@ def run_large_lookups(args) -> list[dict]:
                            init="normal", optimizer="rowwise_adagrad") for f in features])
     rng = np.random.default_rng(args.seed)
     batches = [KeyedJaggedTensor(list(features), torch.from_numpy(rng.integers(0, args.lookup_rows, 2 * batch * bag)),
-                                 lengths=torch.full((2 * batch,), bag)) for _ in range(4)]
+                                 lengths=torch.full((2 * batch,), bag)) for _ in range(args.lookup_batches)]
     small = {label: quantize_quietly(collection, dtype, scales) for label, dtype, scales in VARIANTS}
     forwards, sizes = _forwards(collection, small)
     return _speed_rows(forwards, sizes, lookups_per_second(forwards, batches, args.rounds, args.clock))
@@ -194,7 +198,8 @@ def print_quant_tables(quant_rows: list[dict], large_rows: list[dict], full_byte
               f"{r['auc_change']:>+8.4f} {r['max_abs_error']:>9.2e} {r['lookups_per_s']:>11,.0f} "
               f"{r['vs_recembed_fp32']:>7.2f}x {r['vs_torch_fp32']:>8.2f}x")
     if large_rows:
-        print(f"\nPooled lookups on two {args.lookup_rows:,} x {args.dim} tables (uniform ids, bags of 4)")
+        print(f"\nPooled lookups on two {args.lookup_rows:,} x {args.dim} tables (uniform ids, bags of 4, "
+              f"{args.lookup_batches} batches of 4,096 x 2 bags a round)")
         print(f"{'dtype':<26} {'bytes':>13} {'lookups/s':>11} {'vs rec32':>8} {'vs F.eb32':>9}")
         for r in large_rows:
             print(f"{r['dtype']:<26} {r['bytes']:>13,} {r['lookups_per_s']:>11,.0f} {r['vs_recembed_fp32']:>7.2f}x "

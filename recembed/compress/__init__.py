@@ -16,10 +16,11 @@ round-trip through ``state_dict``.
 | ``ROBESpec``        | Z-value blocks at hashed offsets of one array      | ``ceil(ratio * n * D)`` values|
 
 ``quantize(module, dtype="int8" | "int4" | "float16")`` makes an inference copy of a
-collection or a whole model with row-wise quantised tables, stored in the row layouts of
-torch's FBGEMM embedding-bag operators and pooled by them (a numba kernel serves what they
-cannot: MAX pooling, padding rows, builds without them); ``scale_dtype="float32"`` gives
-int8 the byte operator's layout - faster, 8 bytes a row of scale and bias instead of 4.
+collection or a whole model with row-wise quantised tables: int8 rows are pooled by
+recembed's numba kernel straight from the quantised bytes, int4 and float16 SUM/MEAN keys by
+torch's FBGEMM embedding-bag operators (the numba kernel serves what they cannot: MAX
+pooling, padding rows, builds without them); ``scale_dtype="float32"`` stores 8 bytes a row
+of scale and bias instead of 4.
 :func:`table_sizes` and :func:`compressed_num_bytes` report what every table costs.
 
 Example:

@@ -10,11 +10,13 @@ smallest positive scale. Values whose scale or bias do not fit float16 (beyond Â
 need ``scale_dtype="float32"``.
 
 The stored scale is the step itself, except for int8 with float16 scales, which stores
-``17 * step`` (:func:`step_divisor`): such a row is read by torch's 4-bit FBGEMM kernel as
-two 4-bit rows - the low and the high nibbles of every code, each weighted by the stored
-scale - and ``(low + 16 * high) / 17`` recovers ``q * step + bias`` (see
-:mod:`recembed.compress.quant_layout`). Scale 17 * step is the int4 scale of the same
-range, so nothing is lost: ``step`` is still the row's range / 255, rounded up.
+``17 * step`` (:func:`step_divisor`). That is format version 2's layout, where torch's
+4-bit FBGEMM kernel read such a row as two 4-bit rows (low and high nibbles, each
+weighted by the stored scale) and ``(low + 16 * high) / 17`` recovered ``q * step + bias``.
+The numba kernel now reads the codes directly and divides by 17 once per row; the scale
+stayed so version-2 files load bit for bit (:mod:`recembed.compress.quant_layout`). Scale
+17 * step is the int4 scale of the same range, so nothing is lost: ``step`` is still the
+row's range / 255, rounded up.
 
 int4 packs two codes per byte, column ``2j`` in the low nibble and ``2j + 1`` in the high
 nibble; an odd dimension is padded with a zero nibble, so a row takes ``ceil(D / 2)`` bytes.

@@ -9,11 +9,13 @@ sub-tables. Fused-optimizer state is training-only and is dropped, with a warnin
 
 :func:`save_quantized` / :func:`load_quantized` store a quantised collection as one
 ``.npz`` file (raw arrays plus a JSON header; no pickle), written atomically. Format
-version 2 stores the rows as :mod:`recembed.compress.quant_layout` lays them out. Version 1
-files (session 1) load too; their int8 tables with float16 scales stored plain codes and
-the step itself, which version 2 cannot hold exactly, so :func:`load_quantized`
-re-quantises those tables from their stored values (each value moves by at most half a new
-step; every other kind of table loads bit for bit).
+version 3 stores the rows as :mod:`recembed.compress.quant_layout` lays them out. Older
+files load too. Version 2 (session 2) differs only in int8 tables with float16 scales,
+whose codes were split into two nibble planes; they are re-joined on load, bit for bit.
+Version 1 (session 1) int8 tables with float16 scales stored plain codes and the step
+itself, which later versions cannot hold exactly, so :func:`load_quantized` re-quantises
+those tables from their stored values (each value moves by at most half a new step;
+every other kind of table loads bit for bit).
 
 Example:
     >>> small = quantize(model, dtype="int8")           # model: DLRM / EmbeddingBagCollection
@@ -37,6 +39,7 @@ from torch import nn
 
 from recembed.compress.accounting import find_collections
 from recembed.compress.base import CompressedTable
+from recembed.compress.quant_layout import planes_to_bytes16
 from recembed.compress.quant_rows import (
     QUANT_DTYPES,
     SCALE_DTYPES,
@@ -52,8 +55,9 @@ from recembed.tables.config import EmbeddingBagConfig
 __all__ = ["load_quantized", "quantization_error", "quantize", "save_quantized"]
 
 _FORMAT = "recembed.quantized_embedding_bag_collection"
-_VERSION = 2
-_READABLE_VERSIONS = (1, 2)  # 1: int8 with float16 scales held plain codes and the step
+_VERSION = 3
+# int8 with float16 scales - 1: plain codes and the step; 2: codes in two nibble planes, 17 steps
+_READABLE_VERSIONS = (1, 2, 3)
 _CONFIG_FIELDS = ("name", "num_embeddings", "embedding_dim", "feature_names", "pooling", "padding_idx",
                   "hash_size", "hash_seed")
 
@@ -66,9 +70,9 @@ def quantize(module: nn.Module, dtype: str = "int8", scale_dtype: str = "float16
         dtype: ``"int8"``, ``"int4"`` (two codes per byte; odd dims padded by one zero
             nibble per row) or ``"float16"``.
         scale_dtype: storage of each row's (scale, bias): ``"float16"`` (default) or ``"float32"``.
-            For int8 the choice is also a speed/size trade: float16 rows (D + 4 bytes) are read
-            by torch's 4-bit operator as two nibble planes, float32 rows (D + 8 bytes) by its
-            faster byte operator (:mod:`recembed.compress.quant_layout`).
+            For int8, float16 rows take D + 4 bytes (3.56x smaller than float32 at D = 32) and
+            float32 rows D + 8 (3.2x; >= 3.5x only from D = 64); both are pooled by the same
+            numba loop at about the same speed (:mod:`recembed.compress.quant_layout`).
     Returns:
         A :class:`QuantizedEmbeddingBagCollection` for a collection; otherwise a deep copy of
         ``module`` in eval mode whose collections are replaced (nothing else changes).
@@ -215,8 +219,14 @@ def load_quantized(path: str | os.PathLike) -> QuantizedEmbeddingBagCollection:
         raise CheckpointError(f"{path}: array 'data' is {rows.dtype}{list(rows.shape)}, the header's tables "
                               f"need uint8{list(want)}")
     collection.data.copy_(torch.from_numpy(np.ascontiguousarray(rows)))
-    if header["version"] == 1 and collection.dtype == "int8" and collection.scale_dtype == "float16":
-        _requantize_version_1(collection)
+    if header["version"] < 3 and collection.dtype == "int8" and collection.scale_dtype == "float16":
+        if header["version"] == 1:
+            _requantize_version_1(collection)
+        else:
+            for cfg in collection.embedding_bag_configs():
+                if cfg.name not in collection.compressed:
+                    block = collection._block(collection._index[cfg.name])
+                    block[:] = planes_to_bytes16(block, cfg.embedding_dim)
     return collection
 
 

@@ -4,10 +4,12 @@
 (same keys, order, widths, pooling, per-sample weights, padding and ``hash_size``
 hashing), but plain tables are stored as int8, int4 or float16 rows
 (:mod:`recembed.compress.quant_rows`, laid out as :mod:`recembed.compress.quant_layout`
-says) and pooled without ever dequantising a whole table: SUM and MEAN keys by torch's
-FBGEMM row-wise operators (:mod:`recembed.compress.quant_torch_ops`), every other key -
-MAX pooling, tables with a padding index, builds without the operators - by one numba call
-(:mod:`recembed.compress.quant_kernels`). Compressed tables (QR, Bloom ...) are kept as
+says) and pooled without ever dequantising a whole table: by one numba call
+(:mod:`recembed.compress.quant_kernels`) for every int8 key and every key torch does not
+take, and through torch for int4 and float16 SUM/MEAN keys (FBGEMM's 4-bit operator,
+``torch.embedding_bag``; :mod:`recembed.compress.quant_torch_ops`). Ids are range-checked as
+they are read, and the kernel writes straight into the output's columns, so a forward over
+int8 tables is one pass over the ids and nothing else. Compressed tables (QR, Bloom ...) are kept as
 copies whose sub-table collections are quantised the same way; mixed-dimension
 projections stay float32.
 
@@ -23,11 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from recembed.compress.quant_kernels import (
-    gather_rows,
-    half_exponent_scales,
-    pooled_quantized,
-)
+from recembed.compress.quant_kernels import needs_general_loop, pooled_quantized
 from recembed.compress.quant_layout import (
     HALF,
     code_format,
@@ -36,9 +34,12 @@ from recembed.compress.quant_layout import (
     unpack_rows,
 )
 from recembed.compress.quant_rows import QuantizedRows, step_divisor
-from recembed.compress.quant_torch_ops import pool_with_torch_ops, torch_op_keys
+from recembed.compress.quant_torch_ops import (
+    gather_rows,
+    pool_with_torch_ops,
+    torch_op_keys,
+)
 from recembed.errors import ConfigError, IdOutOfRangeError, UnknownKeyError
-from recembed.kernels.fused_cpu import find_bad_rows
 from recembed.sparse import KeyedJaggedTensor, KeyedTensor
 from recembed.tables.collection import iter_feature_slices
 from recembed.tables.config import EmbeddingBagConfig, PoolingType
@@ -62,7 +63,8 @@ class QuantizedEmbeddingBagCollection(nn.Module):
     scale and bias).
 
     Attribute ``use_torch_ops`` (default True): set False to pool every key with the numba
-    kernel (the reference the torch-operator path is tested against).
+    kernel (the reference the torch path for int4/float16 keys is tested against; int8 keys
+    always use the kernel).
     """
 
     def __init__(self, configs: Sequence[EmbeddingBagConfig], dtype: str, scale_dtype: str = "float16",
@@ -91,8 +93,8 @@ class QuantizedEmbeddingBagCollection(nn.Module):
         self._table_off = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         self._pad = np.array([-1 if c.padding_idx is None else c.padding_idx for c in self._plain], dtype=np.int64)
         self.register_buffer("data", torch.zeros(int(sizes.sum()), dtype=torch.uint8))
-        self._plans: dict[tuple[str, ...], dict] = {}
-        self._op_groups: dict[tuple[tuple[str, ...], bool], list[np.ndarray]] = {}
+        self._plans: dict[tuple[tuple[str, ...], bool, bool], dict] = {}
+        self._divisor = float(step_divisor(dtype, scale_dtype))
         # One stacked (rows, stride) table for the torch operators: every row offset is a whole row.
         self._stackable = (len(set(self._dims.tolist())) == 1 and len(set(self._stride.tolist())) == 1
                            and not (self._format == HALF and (self._pad >= 0).any()))
@@ -154,23 +156,33 @@ class QuantizedEmbeddingBagCollection(nn.Module):
         return int(self._num_rows[i] * self._stride[i])
 
     # ---- lookup ------------------------------------------------------------------------
-    def _plan(self, keys: tuple[str, ...]) -> dict:
-        plan = self._plans.get(keys)
-        if plan is None:
-            cols = dict(zip(self._output_keys, np.cumsum([0] + self._output_dims[:-1]).tolist()))
-            by_name = {c.name: c for c in self._configs}
-            table = np.array([self._index.get(self._feature_to_table[k], -1) for k in keys], dtype=np.int64)
-            hashed = [k for k, key in enumerate(keys)
-                      if table[k] >= 0 and by_name[self._feature_to_table[key]].hash_size is not None]
-            check = table.copy()
-            check[hashed] = -1  # hashed ids may take any value; ids_to_rows maps them
-            plan = self._plans[keys] = {
-                "table": table,
-                "col": np.array([cols[k] for k in keys], dtype=np.int64),
-                "pool": np.array([_POOL[by_name[self._feature_to_table[k]].pooling] for k in keys], dtype=np.int64),
-                "check": check,
-                "hashed": hashed,
-            }
+    def _plan(self, keys: tuple[str, ...], weighted: bool) -> dict:
+        """Everything about a batch that depends only on its keys (cached): per key its plain table (-1: a
+        compressed table), output column and pooling; the hashed keys; which keys go to torch (``groups``, one
+        array per call) and which to the numba kernel (``kernel_table``: table or -1)."""
+        cached = self._plans.get((keys, weighted, self.use_torch_ops))
+        if cached is not None:
+            return cached
+        cols = dict(zip(self._output_keys, np.cumsum([0] + self._output_dims[:-1]).tolist()))
+        by_name = {c.name: c for c in self._configs}
+        table = np.array([self._index.get(self._feature_to_table[k], -1) for k in keys], dtype=np.int64)
+        pool = np.array([_POOL[by_name[self._feature_to_table[k]].pooling] for k in keys], dtype=np.int64)
+        groups = self._torch_op_groups(table, pool, weighted)
+        kernel_table = table.copy()
+        for group in groups:
+            kernel_table[group] = -1
+        plan = self._plans[(keys, weighted, self.use_torch_ops)] = {
+            "table": table,
+            "col": np.array([cols[k] for k in keys], dtype=np.int64),
+            "pool": pool,
+            # hashed ids may take any value; ids_to_rows maps them before any kernel reads them
+            "hashed": [k for k, key in enumerate(keys)
+                       if table[k] >= 0 and by_name[self._feature_to_table[key]].hash_size is not None],
+            "groups": groups,
+            "kernel_table": kernel_table,
+            "uses_kernel": bool((kernel_table >= 0).any()),
+            "needs_general": needs_general_loop(self._format, kernel_table, pool),
+        }
         return plan
 
     def _check(self, features: KeyedJaggedTensor) -> None:
@@ -185,21 +197,6 @@ class QuantizedEmbeddingBagCollection(nn.Module):
         if missing:
             raise UnknownKeyError(f"QuantizedEmbeddingBagCollection: features {missing} are missing from the batch "
                                   f"(batch keys: {keys})")
-
-    def _rows(self, features: KeyedJaggedTensor, plan: dict, check: np.ndarray) -> torch.Tensor:
-        """int64 rows of every plain feature, in KJT order: hashed where configured, and range-checked for the
-        keys with ``check[k] >= 0`` (the torch-operator keys are checked as they are gathered)."""
-        values = features.values()
-        rows = values.to(torch.int64)
-        batch = features.stride()
-        if batch == 0:
-            return rows
-        offsets = features.offsets()
-        # One numba pass range-checks every key (the kernels must not read outside a table);
-        # only a failing or hashed key goes through ids_to_rows, which names the feature and id.
-        bad = find_bad_rows(rows.numpy(), offsets.numpy(), check, self._num_rows, batch)
-        suspects = [k for k in range(len(bad)) if bad[k] >= 0] + plan["hashed"]
-        return remap_suspect_keys(features, rows, suspects, lambda k: self._plain[int(plan["table"][k])])
 
     @torch.no_grad()
     def forward(self, features: KeyedJaggedTensor) -> KeyedTensor:
@@ -216,19 +213,22 @@ class QuantizedEmbeddingBagCollection(nn.Module):
                                       f"(feature '{key}')")
         # Every column is written below (the kernel for plain tables, lookups for compressed ones).
         out = torch.empty(batch, sum(self._output_dims), dtype=torch.float32)
-        plan = self._plan(keys)
-        table, col = plan["table"], plan["col"]
-        if self._plain and batch > 0 and (table >= 0).any():
-            groups = self._torch_op_groups(keys, plan, weights is not None)
-            kernel_table = table.copy()
-            for group in groups:
-                kernel_table[group] = -1
-            rows_t = self._rows(features, plan, np.where(kernel_table >= 0, plan["check"], -1)).contiguous()
-            offsets_t = features.offsets().contiguous()
-            self._pool_with_torch_ops(groups, plan, rows_t, offsets_t, weights, batch, out, features)
-            if (kernel_table >= 0).any():
-                self._pool_with_kernel(kernel_table, plan, rows_t, offsets_t, weights, batch, out)
+        plan = self._plan(keys, weights is not None)
+        if batch > 0 and (plan["groups"] or plan["uses_kernel"]):
+            # The ids are read where they are (int64 values need no copy); the kernel and the gather
+            # for torch range-check them as they go, so no separate pass runs over them.
+            rows = remap_suspect_keys(features, features.values().to(torch.int64), plan["hashed"],
+                                      lambda k: self._plain[int(plan["table"][k])]).contiguous()
+            offsets = features.offsets().contiguous()
+            psw = _NO_WEIGHTS if weights is None else weights.to(torch.float32).contiguous().numpy()
+            if plan["groups"]:
+                self._pool_with_torch_ops(plan, rows, offsets, psw, batch, out, features)
+            if plan["uses_kernel"]:
+                bad = self._pool_with_kernel(plan, rows, offsets, psw, batch, out)
+                if bad >= 0:
+                    self._raise_bad_ids(features, plan, bad)
         if len(self.compressed):
+            col = plan["col"]
             for k, piece in enumerate(iter_feature_slices(features)):
                 name = self._feature_to_table[piece.name]
                 if name in self.compressed:
@@ -237,30 +237,23 @@ class QuantizedEmbeddingBagCollection(nn.Module):
                         piece.ids, piece.offsets, piece.weights, feature=piece.name)
         return KeyedTensor(keys=list(self._output_keys), length_per_key=list(self._output_dims), values=out)
 
-    def _torch_op_groups(self, keys: tuple[str, ...], plan: dict, weighted: bool) -> list[np.ndarray]:
-        """Batch-key indices pooled by the torch operators, one array per operator call (may be empty).
+    def _torch_op_groups(self, table: np.ndarray, pool: np.ndarray, weighted: bool) -> list[np.ndarray]:
+        """Batch-key indices pooled through torch (float16 SUM/MEAN keys), one array per call (may be empty).
 
-        When every plain table has one dim and row stride (and, for float16, no padding row),
-        the row store is one stacked table and a single call pools every key; otherwise one
-        call per key.
+        When every plain table has one dim and row stride (and no padding row), the row store
+        is one stacked table and a single call pools every key; otherwise one call per key.
         """
         if not self.use_torch_ops:
             return []
-        groups = self._op_groups.get((keys, weighted))
-        if groups is None:
-            usable = torch_op_keys(self._format, self.scale_dtype, plan["table"].tolist(), plan["pool"].tolist(),
-                                   self._pad.tolist(), weighted)
-            chosen = np.flatnonzero(usable).astype(np.int64)
-            groups = [chosen] if self._stackable and len(chosen) else [chosen[i : i + 1] for i in range(len(chosen))]
-            self._op_groups[(keys, weighted)] = groups
-        return groups
+        usable = torch_op_keys(self._format, self.scale_dtype, table.tolist(), pool.tolist(), self._pad.tolist(),
+                               weighted)
+        chosen = np.flatnonzero(usable).astype(np.int64)
+        return [chosen] if self._stackable and len(chosen) else [chosen[i : i + 1] for i in range(len(chosen))]
 
-    def _pool_with_torch_ops(self, groups: list[np.ndarray], plan: dict, rows: torch.Tensor, offsets: torch.Tensor,
-                             weights: torch.Tensor | None, batch: int, out: torch.Tensor,
-                             features: KeyedJaggedTensor) -> None:
-        psw = _NO_WEIGHTS if weights is None else weights.to(torch.float32).contiguous().numpy()
+    def _pool_with_torch_ops(self, plan: dict, rows: torch.Tensor, offsets: torch.Tensor, psw: np.ndarray,
+                             batch: int, out: torch.Tensor, features: KeyedJaggedTensor) -> None:
         table, col, pool = plan["table"], plan["col"], plan["pool"]
-        for group in groups:
+        for group in plan["groups"]:
             first = int(table[group[0]])
             dim, stride = int(self._dims[first]), int(self._stride[first])
             if self._stackable:
@@ -296,16 +289,16 @@ class QuantizedEmbeddingBagCollection(nn.Module):
         ids_to_rows(features.values()[start:end], cfg, key)
         raise IdOutOfRangeError(f"feature '{key}' (table '{cfg.name}'): an id is outside [0, {cfg.num_embeddings})")
 
-    def _pool_with_kernel(self, key_table: np.ndarray, plan: dict, rows: torch.Tensor, offsets: torch.Tensor,
-                          weights: torch.Tensor | None, batch: int, out: torch.Tensor) -> None:
-        data = self.data.numpy()
-        psw = _NO_WEIGHTS if weights is None else weights.to(torch.float32).contiguous().numpy()
+    def _pool_with_kernel(self, plan: dict, rows: torch.Tensor, offsets: torch.Tensor, psw: np.ndarray, batch: int,
+                          out: torch.Tensor) -> int:
+        """Pool the plan's kernel keys into ``out``; returns a key holding an id outside its table, or -1."""
+        flat = self.data.numpy()  # views are taken per call (~1 us): the buffer may have been replaced
         half_values_or_scales = self._format == HALF or self.scale_dtype == "float16"
-        divisor = np.float32(step_divisor(self.dtype, self.scale_dtype))
-        pooled_quantized(self._format, divisor, data, data.view(np.uint16) if half_values_or_scales else _NO_HALF,
-                         _NO_WEIGHTS if half_values_or_scales else data.view(np.float32), half_exponent_scales(),
-                         self._table_off, self._stride, self._meta_at, self._dims, self._pad, key_table, plan["col"],
-                         plan["pool"], rows.numpy(), offsets.numpy(), psw, batch, out.numpy())
+        data = (flat, flat.view(np.uint16) if half_values_or_scales else _NO_HALF,
+                _NO_WEIGHTS if half_values_or_scales else flat.view(np.float32))
+        return pooled_quantized(self._format, self._divisor, *data, self._table_off, self._stride, self._meta_at,
+                                self._dims, self._num_rows, self._pad, plan["kernel_table"], plan["col"], plan["pool"],
+                                rows.numpy(), offsets.numpy(), psw, batch, out.numpy(), plan["needs_general"])
 
     def extra_repr(self) -> str:
         return f"dtype={self.dtype}, scale_dtype={self.scale_dtype}, tables={[c.name for c in self._configs]}"

@@ -243,3 +243,27 @@ def test_version_1_files_still_load(tmp_path):
     assert (np.abs(got - stored) <= loaded.table_rows("t").steps()[:, None] / 2 + 1e-6).all()
     kjt = KeyedJaggedTensor.from_lists({"f": [[0, 5], [4]]})
     assert_close(loaded(kjt).values(), torch.tensor(np.stack([got[0] + got[5], got[4]]), dtype=torch.float32))
+
+
+def test_version_2_files_still_load_bit_for_bit(tmp_path):
+    """Session-2 files: int8 rows with float16 scales held their codes as two nibble planes (same stride)."""
+    from recembed.compress.quant_layout import _split_planes, row_layout
+
+    small = quantize(collection(), "int8")
+    save_quantized(small, tmp_path / "v3.npz")
+    with np.load(tmp_path / "v3.npz") as data:
+        header, rows = json.loads(bytes(data["header"]).decode()), data["data"].copy()
+    header["version"] = 2
+    at = 0
+    for table in header["tables"]:
+        dim, count = table["embedding_dim"], table["num_embeddings"]
+        stride, _ = row_layout(dim, "int8", "float16")
+        block = rows[at : at + count * stride].reshape(count, stride)
+        planes = _split_planes(block[:, :dim].copy(), dim)
+        block[:, : planes.shape[1]] = planes
+        at += count * stride
+    assert not np.array_equal(rows, small.data.numpy())
+    np.savez(tmp_path / "v2.npz", header=np.frombuffer(json.dumps(header).encode(), np.uint8), data=rows)
+    loaded = load_quantized(tmp_path / "v2.npz")
+    assert torch.equal(loaded.data, small.data)
+    assert torch.equal(loaded(BATCH).values(), small(BATCH).values())
