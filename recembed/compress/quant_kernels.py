@@ -21,7 +21,7 @@ operators gave 0.97x and 0.71x):
 - rows are prefetched ``_AHEAD`` ids ahead across bag boundaries (bags of a few ids left
   session 2's kernel, which prefetched within a bag, waiting on nearly every cache miss),
   both cache lines of a row (prefetching only the first halved lookups/s on large tables),
-  into L2 rather than L1 (:func:`_prefetch_to_l2`: 1.5x on large tables);
+  into L2 rather than L1 (:func:`~recembed.kernels.prefetch.prefetch_flat_l2`: 1.5x on large tables);
 - each id is range-checked in the same pass (no separate pass, no gathered copy of ids);
 - no branch on format or pooling inside the loop, and the general loop in a function of
   its own: with its branches in the same function (even never taken), LLVM made the int8
@@ -43,10 +43,11 @@ import numba
 import numpy as np
 from llvmlite import ir
 from llvmlite.binding import get_host_cpu_features
-from numba.core import cgutils, types
+from numba.core import types
 from numba.extending import intrinsic
 
 from recembed.compress.quant_layout import BYTES, BYTES16, HALF, NIBBLES
+from recembed.kernels.prefetch import prefetch_flat_l2
 
 __all__ = ["half_exponent_scales", "needs_general_loop", "pooled_quantized"]
 
@@ -71,35 +72,6 @@ def half_exponent_scales() -> np.ndarray:
         powers[0] = np.float32(2.0**-24)
         _HALF_SCALES = powers
     return _HALF_SCALES
-
-
-@intrinsic
-def _prefetch_to_l2(typingctx, vector, index):
-    """Hint the CPU to bring the cache line of ``vector[index]`` (1-D) into L2, not L1 (x86 ``prefetcht1``).
-
-    recembed.kernels.prefetch asks for L1 (``prefetcht0``); for rows read at random from
-    tables larger than the cache that ran at 50-52 M lookups/s here, against 75-78 with this
-    hint (1M x 32 int8 tables, bags of 4, one thread, AMD EPYC; FBGEMM's byte operator:
-    65-68). A guess at why: requests into L1 each hold one of its few miss buffers until the
-    line arrives, and 32 ids ahead means up to 64 lines in flight. A prefetch changes no
-    value and never faults.
-    """
-    if not isinstance(vector, types.Array) or vector.ndim != 1 or not isinstance(index, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        array = context.make_array(signature.args[0])(context, builder, args[0])
-        at = [context.cast(builder, args[1], signature.args[1], types.intp)]
-        pointer = cgutils.get_item_pointer(context, builder, signature.args[0], array, at)
-        byte_pointer = builder.bitcast(pointer, ir.IntType(8).as_pointer())
-        suffix = "p0" if getattr(byte_pointer.type, "is_opaque", False) else "p0i8"
-        i32 = ir.IntType(32)
-        function = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer.type, i32, i32, i32]), f"llvm.prefetch.{suffix}")
-        builder.call(function, [byte_pointer, i32(0), i32(2), i32(1)])  # read, locality 2 (-> L2), data
-        return context.get_dummy_value()
-
-    return types.void(vector, index), codegen
 
 
 @intrinsic
@@ -196,8 +168,8 @@ def _prefetch_ahead(data, rows, i, key_end, t_off, stride):
     """Prefetch the row of the id ``_AHEAD`` places on, if it is still this key's (never another table's)."""
     if i + _AHEAD < key_end:
         ahead = t_off + rows[i + _AHEAD] * stride  # a wild id only prefetches nothing useful
-        _prefetch_to_l2(data, ahead)
-        _prefetch_to_l2(data, ahead + stride - 1)  # a row may straddle two cache lines
+        prefetch_flat_l2(data, ahead)
+        prefetch_flat_l2(data, ahead + stride - 1)  # a row may straddle two cache lines
 
 
 @numba.njit(inline="always")
@@ -234,8 +206,8 @@ def _int8_sums(divisor, data, data16, meta32, pow2, table_off, row_stride, meta_
             for i in range(offsets[k * batch + b], offsets[k * batch + b + 1]):
                 if i + _AHEAD < key_end:  # (written out: through an inline helper this loop ran 1.4x slower)
                     ahead = t_off + rows[i + _AHEAD] * stride
-                    _prefetch_to_l2(data, ahead)
-                    _prefetch_to_l2(data, ahead + stride - 1)
+                    prefetch_flat_l2(data, ahead)
+                    prefetch_flat_l2(data, ahead + stride - 1)
                 r = rows[i]
                 if r < 0 or r >= limit:
                     return k

@@ -17,10 +17,10 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["prefetch", "prefetch_flat", "prefetch_row", "prefetch_row_for_write"]
+__all__ = ["prefetch", "prefetch_flat", "prefetch_flat_l2", "prefetch_row", "prefetch_row_for_write"]
 
 
-def _emit_prefetch(context, builder, signature, args, write: int = 0):
+def _emit_prefetch(context, builder, signature, args, write: int = 0, locality: int = 3):
     """Codegen shared by the intrinsics: prefetch ``array[indices...]`` (missing trailing indices are 0)."""
     array_type = signature.args[0]
     array = context.make_array(array_type)(context, builder, args[0])
@@ -32,8 +32,8 @@ def _emit_prefetch(context, builder, signature, args, write: int = 0):
     i32 = ir.IntType(32)
     function_type = ir.FunctionType(ir.VoidType(), [byte_pointer.type, i32, i32, i32])
     function = cgutils.get_or_insert_function(builder.module, function_type, f"llvm.prefetch.{suffix}")
-    # (address, read 0 / write 1, high temporal locality, data cache)
-    builder.call(function, [byte_pointer, i32(write), i32(3), i32(1)])
+    # (address, read 0 / write 1, temporal locality 3 -> L1 / 2 -> L2 on x86, data cache)
+    builder.call(function, [byte_pointer, i32(write), i32(locality), i32(1)])
     return context.get_dummy_value()
 
 
@@ -51,6 +51,24 @@ def prefetch_flat(typingctx, vector, index):
     if not isinstance(vector, types.Array) or vector.ndim != 1:
         return None
     return types.void(vector, index), _emit_prefetch
+
+
+@intrinsic
+def prefetch_flat_l2(typingctx, vector, index):
+    """Like :func:`prefetch_flat`, but into L2 rather than L1 (x86 ``prefetcht1``).
+
+    For rows read at random from tables far larger than the caches, with many lines in
+    flight: int8 lookups on 1M x 32 tables ran at 75-78 M lookups/s with this hint against
+    50-52 with L1 prefetches (bags of 4, 32 ids ahead, one thread, AMD EPYC). A likely
+    reason: a request into L1 holds one of its few miss buffers until its line arrives.
+    """
+    if not isinstance(vector, types.Array) or vector.ndim != 1 or not isinstance(index, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return _emit_prefetch(context, builder, signature, args, locality=2)
+
+    return types.void(vector, index), codegen
 
 
 @intrinsic
