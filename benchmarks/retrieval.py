@@ -21,13 +21,19 @@ inflates the LSH-over-exact ratios; ``--threads 1`` gives steadier ratios.
 
 LSH settings (``--lsh``) are ``tables,bits,probes[,rerank]`` separated by ``;``, or
 ``default`` (LSHIndex()), or ``sweep`` (the SWEEP list below: a recall-versus-speed curve
-from cheap to thorough settings).
+from cheap to thorough settings), or ``none``.
+
+Cross-polytope LSH settings (``--cplsh``, CrossPolytopeLSHIndex) are
+``tables,projected_dim,probes,min_votes[,max_candidates]`` separated by ``;``, or
+``default``, ``sweep`` (CP_SWEEP) or ``none``. Settings that share ``tables`` and
+``projected_dim`` share one built index (only search parameters differ).
 
 Usage:
     python benchmarks/retrieval.py                         # 1,000,000 x 64, 2,000 queries
     python benchmarks/retrieval.py --quick                 # 100,000 x 64, 500 queries, no graphs
     python benchmarks/retrieval.py --lsh sweep --skip-graphs --datasets random   # the curve on random data
     python benchmarks/retrieval.py --threads 1 --skip-graphs --out benchmarks/results/retrieval_1thread.json
+    python benchmarks/retrieval.py --lsh none --cplsh sweep --skip-graphs --datasets random   # cross-polytope curve
 """
 
 from __future__ import annotations
@@ -46,11 +52,14 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from recembed.retrieval import ExactIndex, LSHIndex, recall_at_k  # noqa: E402  (needs the path above)
+from recembed.retrieval import CrossPolytopeLSHIndex, ExactIndex, LSHIndex, recall_at_k  # noqa: E402  (needs the path above)
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "retrieval.json")
 DEFAULT_LSH = "default;16,17,16;32,17,16;48,17,16;40,16,16;32,16,32"
 SWEEP = "8,17,8;16,17,16;32,17,16;48,17,16;48,17,24;40,16,16;32,16,32;64,16,24;64,15,32;96,15,32"
+DEFAULT_CPLSH = "default;64,512,1,2;64,512,1,3;64,512,2,3;64,512,3,3"
+CP_SWEEP = "64,512,1,2;64,512,2,4;64,512,2,3;64,512,2,2;64,512,3,4;64,512,3,3;32,1024,2,2;32,1024,3,3;32,1024,4,3"
+LSH_FAMILIES = ("lsh", "cplsh")
 
 
 @dataclass
@@ -106,7 +115,7 @@ def build_contenders(args, vectors: np.ndarray, graphs: bool) -> list[tuple[Row,
     exact, seconds = timed(lambda: ExactIndex(metric="cosine").build(vectors_t))
     contenders.append((Row("", "exact", "recembed", seconds), lambda q: exact.search(q, args.k)[1].numpy()))
 
-    settings = SWEEP if args.lsh.strip() == "sweep" else args.lsh
+    settings = {"sweep": SWEEP, "none": ""}.get(args.lsh.strip(), args.lsh)
     for setting in filter(None, settings.split(";")):
         if setting.strip() == "default":
             lsh = LSHIndex()
@@ -128,6 +137,7 @@ def build_contenders(args, vectors: np.ndarray, graphs: bool) -> list[tuple[Row,
             return ids
 
         contenders.append((row, search))
+    contenders.extend(cross_polytope_contenders(args, vectors_t))
 
     try:
         import faiss
@@ -172,6 +182,42 @@ def build_contenders(args, vectors: np.ndarray, graphs: bool) -> list[tuple[Row,
     return contenders
 
 
+def cross_polytope_contenders(args, vectors_t: torch.Tensor) -> list[tuple[Row, Callable[[np.ndarray], np.ndarray]]]:
+    """One contender per ``--cplsh`` setting; settings with the same tables share one index."""
+    settings = {"sweep": CP_SWEEP, "default": "default", "none": ""}.get(args.cplsh.strip(), args.cplsh)
+    defaults = CrossPolytopeLSHIndex()
+    built: dict[tuple[int, int], tuple[CrossPolytopeLSHIndex, float]] = {}
+    contenders: list[tuple[Row, Callable[[np.ndarray], np.ndarray]]] = []
+    for setting in filter(None, (part.strip() for part in settings.split(";"))):
+        if setting == "default":
+            values = [defaults.num_tables, defaults.projected_dim, defaults.num_probes, defaults.min_votes]
+        else:
+            values = [int(v) for v in setting.split(",")]
+            if len(values) not in (4, 5):
+                raise SystemExit(
+                    f"cross-polytope setting {setting!r}: use 'tables,projected_dim,probes,min_votes[,max_candidates]'"
+                )
+        tables, projected_dim, probes, votes = values[:4]
+        most = values[4] if len(values) == 5 else defaults.max_candidates
+        if (tables, projected_dim) not in built:
+            index = CrossPolytopeLSHIndex(num_tables=tables, projected_dim=projected_dim, seed=0)
+            _, seconds = timed(lambda index=index: (index.build(vectors_t), index.search(vectors_t[:1], 1)))  # lazy tables
+            built[(tables, projected_dim)] = (index, seconds)
+        index, seconds = built[(tables, projected_dim)]
+        name = f"cplsh L={tables} P={projected_dim} T={probes} m={votes}" + (f" C={most}" if len(values) == 5 else "")
+        row = Row("", name + (" (defaults)" if setting == "default" else ""), "recembed", seconds)
+
+        def search(q, index=index, row=row, probes=probes, votes=votes, most=most):
+            # search parameters only: the shared tables stay
+            index.set_params(num_probes=probes, min_votes=votes, max_candidates=most)
+            ids = index.search(q, args.k)[1].numpy()
+            row.extra["candidates_per_query"] = float(index.last_candidates.float().mean())
+            return ids
+
+        contenders.append((row, search))
+    return contenders
+
+
 def run_dataset(args, kind: str) -> list[Row]:
     clusters = args.clusters or max(1, args.n // 1000)
     vectors, queries = make_data(kind, args.n, args.queries, args.dim, clusters, args.seed)
@@ -198,13 +244,13 @@ def table(rows: list[Row]) -> str:
     exact = {r.dataset: r.qps for r in rows if r.method == "exact"}
     flat = {r.dataset: r.qps for r in rows if r.method == "IndexFlatIP"}
     lines = [
-        f"{'dataset':<12} {'library':<9} {'method':<32} {'build s':>8} {'queries/s':>10} "
+        f"{'dataset':<12} {'library':<9} {'method':<36} {'build s':>8} {'queries/s':>10} "
         f"{'recall@k':>9} {'x exact':>8} {'x faiss Flat':>12} {'cand/q':>8}"
     ]
     for r in rows:
         cand = r.extra.get("candidates_per_query")
         lines.append(
-            f"{r.dataset:<12} {r.library:<9} {r.method:<32} {r.build_s:>8.1f} {r.qps:>10.0f} {r.recall:>9.3f} "
+            f"{r.dataset:<12} {r.library:<9} {r.method:<36} {r.build_s:>8.1f} {r.qps:>10.0f} {r.recall:>9.3f} "
             f"{r.qps / exact[r.dataset]:>8.2f} "
             + (f"{r.qps / flat[r.dataset]:>12.2f}" if r.dataset in flat else f"{'-':>12}")
             + (f" {cand:>8.0f}" if cand is not None else f" {'-':>8}")
@@ -217,12 +263,20 @@ def verdicts(rows: list[Row]) -> dict[str, Any]:
     for dataset in sorted({r.dataset for r in rows}):
         mine = [r for r in rows if r.dataset == dataset]
         exact = next(r for r in mine if r.method == "exact")
-        all_lsh = [r for r in mine if r.method.startswith("lsh")]
+        all_lsh = [r for r in mine if r.method.split(" ")[0] in LSH_FAMILIES]
         good_lsh = [r for r in all_lsh if r.recall >= 0.9]
         best = max(good_lsh, key=lambda r: r.qps, default=None)
         most = max(all_lsh, key=lambda r: r.recall, default=None)  # for data where none reaches 0.9
         flat = next((r for r in mine if r.method == "IndexFlatIP"), None)
+        per_family = {}
+        for family in LSH_FAMILIES:
+            good = [r for r in good_lsh if r.method.split(" ")[0] == family]
+            pick = max(good, key=lambda r: r.qps, default=None)
+            per_family[f"best_{family}_ge_0.9"] = (
+                None if pick is None else f"{pick.recall:.3f} at {pick.qps / exact.qps:.2f}x exact ({pick.method})"
+            )
         out[dataset] = {
+            **per_family,
             "best_lsh_with_recall_ge_0.9": None if best is None else best.method,
             "lsh_speedup_over_exact": None if best is None else best.qps / exact.qps,
             "lsh_target_met (>=5x at recall>=0.9)": bool(best is not None and best.qps >= 5 * exact.qps),
@@ -246,7 +300,12 @@ def main(argv: Optional[list[str]] = None) -> None:
         help="comma list of 'random' and 'mixture-STD' (Gaussian mixture, per-dimension noise STD around N(0, I) centres)",
     )
     parser.add_argument("--clusters", type=int, default=0, help="mixture components (default n / 1000)")
-    parser.add_argument("--lsh", default=DEFAULT_LSH, help="LSH settings 'tables,bits,probes;...'")
+    parser.add_argument("--lsh", default=DEFAULT_LSH, help="LSH settings 'tables,bits,probes;...', 'sweep' or 'none'")
+    parser.add_argument(
+        "--cplsh",
+        default=DEFAULT_CPLSH,
+        help="cross-polytope LSH settings 'tables,projected_dim,probes,min_votes[,max_candidates];...', 'sweep' or 'none'",
+    )
     parser.add_argument("--skip-graphs", action="store_true", help="skip HNSW rivals (slow to build)")
     parser.add_argument(
         "--graph-datasets",

@@ -6,6 +6,8 @@ fewer than ``k`` results exist), ``save`` / ``load``, ``set_params``.
 
 * :class:`ExactIndex` -- brute force, the reference;
 * :class:`LSHIndex` -- multi-probe random-hyperplane LSH with exact re-ranking;
+* :class:`CrossPolytopeLSHIndex` -- multi-probe cross-polytope LSH with vote counting
+  and exact re-ranking (better than hyperplanes on data with little cluster structure);
 * :class:`FaissIndex`, :class:`HnswlibIndex` -- adapters over the optional packages;
 * :func:`index_factory` -- build any of them from a string such as ``"lsh:tables=16"``.
 
@@ -18,6 +20,7 @@ Example:
 """
 
 from recembed.retrieval.base import VectorIndex
+from recembed.retrieval.cross_polytope import CrossPolytopeLSHIndex
 from recembed.retrieval.exact import ExactIndex
 from recembed.retrieval.factory import index_factory
 from recembed.retrieval.faiss_index import FaissIndex
@@ -29,6 +32,7 @@ __all__ = [
     "VectorIndex",
     "ExactIndex",
     "LSHIndex",
+    "CrossPolytopeLSHIndex",
     "FaissIndex",
     "HnswlibIndex",
     "index_factory",

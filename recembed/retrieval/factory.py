@@ -7,6 +7,8 @@ Grammar: ``NAME`` or ``NAME:key=value,key=value``; for faiss, everything after
 ``"exact"``, ``"exact:chunk_size=32768"``   :class:`ExactIndex`
 ``"lsh:tables=16,bits=12,probes=8"``        :class:`LSHIndex` (``tables``/``bits``/``probes``
                                             abbreviate ``num_tables``/``num_bits``/``num_probes``)
+``"cplsh:tables=64,dim=512,probes=2"``     :class:`CrossPolytopeLSHIndex` (``dim`` abbreviates
+                                            ``projected_dim``, ``votes`` ``min_votes``)
 ``"faiss:HNSW32"``, ``"faiss:IVF256,Flat"`` :class:`FaissIndex` with that spec
 ``"hnswlib:M=16,ef_search=100"``            :class:`HnswlibIndex` (``ef`` = ``ef_search``)
 ==========================================  ===========================================
@@ -18,6 +20,7 @@ from typing import Any, Optional
 
 from recembed.errors import ConfigError
 from recembed.retrieval.base import VectorIndex
+from recembed.retrieval.cross_polytope import CrossPolytopeLSHIndex
 from recembed.retrieval.exact import ExactIndex
 from recembed.retrieval.faiss_index import FaissIndex
 from recembed.retrieval.hnswlib_index import HnswlibIndex
@@ -27,12 +30,14 @@ from recembed.retrieval.params import METRICS
 _CLASSES: dict[str, type[VectorIndex]] = {
     "exact": ExactIndex,
     "lsh": LSHIndex,
+    "cplsh": CrossPolytopeLSHIndex,
     "faiss": FaissIndex,
     "hnswlib": HnswlibIndex,
 }
 
 _ALIASES: dict[str, dict[str, str]] = {
     "lsh": {"tables": "num_tables", "bits": "num_bits", "probes": "num_probes"},
+    "cplsh": {"tables": "num_tables", "dim": "projected_dim", "probes": "num_probes", "votes": "min_votes"},
     "hnswlib": {"ef": "ef_search", "m": "M"},
 }
 

@@ -16,6 +16,8 @@ are always float32 inner products.
 
 Hashing looks only at directions, so the index fits ``metric="cosine"`` best; with
 ``metric="dot"`` the candidates are still found by angle but ranked by inner product.
+On data without cluster structure :class:`~recembed.retrieval.cross_polytope.CrossPolytopeLSHIndex`
+finds more neighbours per row scored.
 """
 
 from __future__ import annotations

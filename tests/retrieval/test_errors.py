@@ -10,9 +10,9 @@ from recembed.errors import (
     JaggedStructureError,
     ShapeMismatchError,
 )
-from recembed.retrieval import ExactIndex, FaissIndex, HnswlibIndex, LSHIndex
+from recembed.retrieval import CrossPolytopeLSHIndex, ExactIndex, FaissIndex, HnswlibIndex, LSHIndex
 
-ALL_INDEXES = [ExactIndex, LSHIndex, FaissIndex, HnswlibIndex]
+ALL_INDEXES = [ExactIndex, LSHIndex, CrossPolytopeLSHIndex, FaissIndex, HnswlibIndex]
 NATIVE = {FaissIndex: "faiss", HnswlibIndex: "hnswlib"}
 
 

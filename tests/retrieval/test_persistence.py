@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from recembed.errors import CheckpointError
-from recembed.retrieval import ExactIndex, FaissIndex, HnswlibIndex, LSHIndex, VectorIndex, index_factory
+from recembed.retrieval import CrossPolytopeLSHIndex, ExactIndex, FaissIndex, HnswlibIndex, LSHIndex, VectorIndex, index_factory
 
 from .conftest import gaussian_mixture
 
@@ -14,6 +14,7 @@ from .conftest import gaussian_mixture
 def _indexes():
     yield ExactIndex(metric="cosine", chunk_size=100)
     yield LSHIndex(num_tables=4, num_bits=9, num_probes=5, seed=3)
+    yield CrossPolytopeLSHIndex(num_tables=6, projected_dim=8, num_probes=3, min_votes=2, seed=3)
 
 
 def _round_trip(index, tmp_path):

@@ -1,0 +1,245 @@
+"""Numba kernels of :class:`CrossPolytopeLSHIndex`: hashing, table build, vote-counting search.
+
+Table layout (per hash table ``t``): ``table_rows[t]`` ``(N,)`` int32 holds every row,
+grouped by bucket, and ``bucket_offsets[t]`` ``(2 * P + 1,)`` int32 says where bucket
+``b`` starts (``P`` = projected coordinates). Bucket ``b < P`` holds the rows whose
+largest-magnitude projected coordinate is ``b`` and positive; ``b >= P``, coordinate
+``b - P`` and negative. A bucket is one directory read and one sequential run of int32.
+
+Search counts *votes*: every row met in a probed bucket gets one vote per probe that
+met it (a bit for the first, a ``uint8`` counter for the rest), and only rows with
+enough votes are scored (see :func:`_vote_block`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from recembed.kernels.prefetch import prefetch, prefetch_flat
+from recembed.retrieval.lsh_kernels import _dot_f32, _dot_int8, _take_best, _topk_offer
+
+_MAX_VOTES = 255  # uint8 counters saturate here
+_VOTE_AHEAD = 16  # bucket entries whose counter is prefetched ahead of its increment
+_ROW_AHEAD = 8  # candidates whose int8 row is prefetched ahead of its scoring
+
+
+@njit(cache=True, parallel=True)
+def cross_polytope_codes(projections, num_tables, out_codes, first_row):
+    """``out_codes[t, first_row + i]`` = bucket of ``projections[i, t * P : (t + 1) * P]``.
+
+    The bucket of a projected vector ``y`` (``P`` coordinates) is ``argmax |y_j|``, plus
+    ``P`` when that coordinate is negative: the nearest vertex of the cross-polytope.
+    """
+    num_rows = projections.shape[0]
+    width = projections.shape[1] // num_tables
+    for i in prange(num_rows):
+        for t in range(num_tables):
+            base = t * width
+            # two passes: the max-magnitude reduction vectorises, the search for it stops early
+            largest = np.float32(0.0)
+            for j in range(width):
+                largest = max(largest, abs(projections[i, base + j]))
+            best = 0
+            while best < width - 1 and abs(projections[i, base + best]) != largest:
+                best += 1
+            if projections[i, base + best] < 0:
+                best += width
+            out_codes[t, first_row + i] = best
+
+
+@njit(cache=True, parallel=True)
+def group_by_bucket(codes, num_buckets, out_rows, out_offsets):
+    """Counting sort of each table's rows by bucket (rows stay in row order within a bucket)."""
+    num_tables, num_rows = codes.shape
+    for t in prange(num_tables):
+        offsets = out_offsets[t]
+        offsets[:] = 0
+        for r in range(num_rows):
+            offsets[codes[t, r] + 1] += 1
+        for b in range(num_buckets):
+            offsets[b + 1] += offsets[b]
+        fill = offsets[:num_buckets].copy()
+        for r in range(num_rows):
+            b = codes[t, r]
+            out_rows[t, fill[b]] = r
+            fill[b] += 1
+
+
+@njit(cache=True, inline="always")
+def _probe_buckets(projection, base, width, num_probes, out_buckets, out_values):
+    """The ``num_probes`` buckets of one table nearest the query, nearest first.
+
+    Bucket ``j`` (vertex ``+e_j``) scores ``y_j``, bucket ``j + P`` (``-e_j``) scores
+    ``-y_j``; the highest scores are the vertices closest to the projected query, so the
+    first is the query's own bucket (the multi-probe order of Andoni et al., 2015, for one
+    hash per table; ties go to the lower bucket, as in the hash). Insertion into a short
+    sorted list: ``num_probes`` is small.
+    """
+    count = 0
+    for j in range(2 * width):
+        value = projection[base + j] if j < width else -projection[base + j - width]
+        if count == num_probes and value <= out_values[count - 1]:
+            continue  # the usual case once the list is full: one compare per vertex
+        slot = count if count < num_probes else num_probes - 1
+        while slot > 0 and out_values[slot - 1] < value:
+            out_values[slot] = out_values[slot - 1]
+            out_buckets[slot] = out_buckets[slot - 1]
+            slot -= 1
+        out_values[slot] = value
+        out_buckets[slot] = j
+        if count < num_probes:
+            count += 1
+    return count
+
+
+@njit(cache=True, fastmath=True)
+def _vote_block(
+    start, stop, first_query, projections, queries, vectors, codes, code_scales, table_rows, bucket_offsets, num_probes,
+    min_votes, max_candidates, k, rerank, exclude_offsets, exclude_rows, out_scores, out_rows, out_candidates,
+):  # fmt: skip
+    """:func:`vote_search` for queries ``start..stop-1`` with this block's own scratch arrays."""
+    num_rows = vectors.shape[0]
+    num_tables = table_rows.shape[0]
+    width = projections.shape[1] // num_tables
+    # First votes go to a bitmap (N / 8 bytes: stays in L2 beside the streamed buckets);
+    # only rows met again touch ``extra`` (N bytes, votes beyond the first) and are
+    # listed in ``repeated`` -- usually a small share of the rows met.
+    seen = np.zeros((num_rows + 7) >> 3, dtype=np.uint8)
+    extra = np.zeros(num_rows, dtype=np.uint8)
+    repeated = np.empty(1 << 14, dtype=np.int32)
+    # reached[v]: rows with at least v votes, for v >= 2
+    reached = np.zeros(_MAX_VOTES + 2, dtype=np.int64)
+    probe_buckets = np.empty(num_probes, dtype=np.int64)
+    probe_values = np.empty(num_probes, dtype=np.float32)
+    probe_lo = np.empty(num_tables * num_probes, dtype=np.int64)
+    probe_hi = np.empty(num_tables * num_probes, dtype=np.int64)
+    probe_table = np.empty(num_tables * num_probes, dtype=np.int64)
+    candidates = np.empty(max_candidates, dtype=np.int32)
+    best_scores = np.empty(k, dtype=np.float32)
+    best_rows = np.empty(k, dtype=np.int64)
+    short_scores = np.empty(max(rerank, 1), dtype=np.float32)
+    short_rows = np.empty(max(rerank, 1), dtype=np.int64)
+    for qi in range(start, stop):
+        query = queries[qi]
+        projection = projections[qi - first_query]
+        num_lookups = 0
+        for t in range(num_tables):
+            found = _probe_buckets(projection, t * width, width, num_probes, probe_buckets, probe_values)
+            for p in range(found):
+                probe_lo[num_lookups] = bucket_offsets[t, probe_buckets[p]]
+                probe_hi[num_lookups] = bucket_offsets[t, probe_buckets[p] + 1]
+                probe_table[num_lookups] = t
+                num_lookups += 1
+        # 1. Votes from every probed bucket.
+        reached[:] = 0
+        num_repeated = 0
+        for i in range(num_lookups):
+            rows_t = table_rows[probe_table[i]]
+            for j in range(probe_lo[i], probe_hi[i]):
+                row = rows_t[j]
+                bit = np.uint8(1 << (row & 7))
+                byte = seen[row >> 3]
+                if not byte & bit:
+                    seen[row >> 3] = byte | bit
+                    continue
+                more = extra[row]
+                if more == 0:
+                    if num_repeated == repeated.shape[0]:
+                        bigger = np.empty(2 * num_repeated, dtype=np.int32)
+                        bigger[:num_repeated] = repeated
+                        repeated = bigger
+                    repeated[num_repeated] = row
+                    num_repeated += 1
+                if more < _MAX_VOTES - 1:
+                    extra[row] = more + 1
+                    reached[more + 2] += 1
+        for e in range(exclude_offsets[qi], exclude_offsets[qi + 1]):
+            row = exclude_rows[e]
+            seen[row >> 3] &= ~np.uint8(1 << (row & 7))
+            extra[row] = 0
+        # 2. The vote threshold: ``min_votes``, lowered while fewer than ``k`` rows pass
+        # it (sparse tables, tiny data), raised while more than ``max_candidates`` do
+        # (dense clusters), so the rows scored are always the most-voted ones.
+        threshold = min(max(min_votes, 1), _MAX_VOTES)
+        while threshold > 1 and reached[threshold] < k:
+            threshold -= 1
+        while 2 <= threshold < _MAX_VOTES and reached[threshold] > max_candidates:
+            threshold += 1
+        # 3. Collect the rows at or above it and reset the counters.
+        count = 0
+        if threshold >= 2:
+            for i in range(num_repeated):
+                row = repeated[i]
+                if extra[row] + 1 >= threshold and count < max_candidates:
+                    candidates[count] = row
+                    count += 1
+                extra[row] = 0
+        else:  # every row met counts: walk the buckets again (rare: few rows met twice)
+            for i in range(num_repeated):
+                extra[repeated[i]] = 0
+            for i in range(num_lookups):
+                rows_t = table_rows[probe_table[i]]
+                for j in range(probe_lo[i], probe_hi[i]):
+                    row = rows_t[j]
+                    bit = np.uint8(1 << (row & 7))
+                    if seen[row >> 3] & bit:
+                        seen[row >> 3] &= ~bit
+                        if count < max_candidates:
+                            candidates[count] = row
+                            count += 1
+        seen[:] = 0
+        # 4. Score: an int8 first pass keeps the best ``rerank``, which alone are scored
+        # in float32 (as in :mod:`lsh_kernels`); few candidates go straight to float32.
+        best_scores[:] = -np.inf
+        best_rows[:] = -1
+        if rerank > 0 and count > rerank:
+            short_scores[:] = -np.inf
+            short_rows[:] = -1
+            for i in range(count):
+                if i + _ROW_AHEAD < count:  # random rows: overlap their cache misses
+                    prefetch(codes, candidates[i + _ROW_AHEAD], 0)
+                    prefetch_flat(code_scales, candidates[i + _ROW_AHEAD])
+                row = candidates[i]
+                _topk_offer(short_scores, short_rows, _dot_int8(codes, code_scales, row, query), row)
+            for i in range(rerank):
+                row = short_rows[i]
+                if row >= 0:
+                    _topk_offer(best_scores, best_rows, _dot_f32(vectors, row, query), row)
+        else:
+            for i in range(count):
+                row = candidates[i]
+                _topk_offer(best_scores, best_rows, _dot_f32(vectors, row, query), row)
+        _take_best(best_scores, best_rows, out_scores[qi], out_rows[qi])
+        out_candidates[qi] = count
+
+
+@njit(cache=True, parallel=True)
+def vote_search(
+    projections, first_query, queries, vectors, codes, code_scales, table_rows, bucket_offsets, num_probes,
+    min_votes, max_candidates, k, rerank, num_blocks, exclude_offsets, exclude_rows, out_scores, out_rows,
+    out_candidates,
+):  # fmt: skip
+    """Multi-probe cross-polytope lookup with vote counting, then re-ranking.
+
+    Args:
+        projections: ``(B, L * P)`` float32 projected queries ``first_query .. first_query + B - 1``.
+        queries: ``(Q, D)`` float32, all queries; vectors: ``(N, D)`` float32 rows.
+        codes, code_scales: int8 copy of ``vectors`` (see :func:`lsh.quantize_rows`),
+            read only when ``rerank > 0``.
+        table_rows, bucket_offsets: the tables (module docstring).
+        num_probes: buckets per table per query; min_votes, max_candidates: the vote
+            threshold rule of :func:`_vote_block`.
+        rerank: 0 scores every candidate in float32; else an int8 pass keeps ``rerank``.
+        num_blocks: query blocks run in parallel, each with its own ``N``-byte counters.
+        exclude_offsets, exclude_rows: CSR rows never to return, indexed by query.
+        out_scores ``(Q, k)``, out_rows ``(Q, k)``, out_candidates ``(Q,)``: results,
+        written for the batch's queries only, best first, ``-inf`` / ``-1`` padded.
+    """
+    batch = projections.shape[0]
+    for block in prange(num_blocks):
+        _vote_block(
+            first_query + block * batch // num_blocks, first_query + (block + 1) * batch // num_blocks, first_query,
+            projections, queries, vectors, codes, code_scales, table_rows, bucket_offsets, num_probes, min_votes,
+            max_candidates, k, rerank, exclude_offsets, exclude_rows, out_scores, out_rows, out_candidates,
+        )  # fmt: skip
