@@ -72,12 +72,43 @@ def spec_for(method: str, factor: float, n: int, dim: int, counts: np.ndarray, a
     raise ValueError(method)
 
 
+def _fewest_rows(method: str, n: int, args) -> int:
+    """The fewest rows ``method`` can shrink a table of ``n`` ids to."""
+    if method in ("qr-mult", "qr-add"):
+        root = math.isqrt(n)
+        return min(math.ceil(n / m) + m for m in (max(root, 1), root + 1))
+    return args.bloom_hashes if method == "bloom" else 1
+
+
+def table_factors(cardinalities: dict[str, int], method: str, factor: float, args) -> dict[str, float]:
+    """Per-table factors so that *all* tables together shrink by ``factor``.
+
+    Tables below ``--min-rows`` stay whole and use part of the budget; the others share the
+    rest in proportion to their ids, smallest first, and a table that cannot go as low as its
+    share (QR's two tables need about ``2 sqrt(n)`` rows) keeps its fewest rows, the larger
+    tables shrinking more to make up for it.
+    """
+    kept = sum(c for c in cardinalities.values() if c < args.min_rows)
+    budget = sum(cardinalities.values()) / factor - kept
+    compressed = sorted((c, name) for name, c in cardinalities.items() if c >= args.min_rows)
+    left_ids = sum(c for c, _ in compressed)
+    out = {}
+    for n, name in compressed:
+        rows = max(math.floor(budget * n / left_ids), _fewest_rows(method, n, args), 1)  # whole rows: never over
+        out[name] = n / rows
+        budget -= rows
+        left_ids -= n
+    return out
+
+
 def table_configs(train, args, method: str | None, factor: float) -> tuple[list[EmbeddingBagConfig], list[str]]:
     configs, notes = [], set()
+    factors = table_factors(train.cardinalities, method, factor, args) if method not in (None, "mixed-dim") else {}
     for name, card in train.cardinalities.items():
         compression = None
         if method is not None and card >= args.min_rows:
-            compression, note = spec_for(method, factor, card, args.dim, id_counts(train, name, card), args)
+            compression, note = spec_for(method, factors.get(name, factor), card, args.dim,
+                                         id_counts(train, name, card), args)
             if note:
                 notes.add(note)
         configs.append(EmbeddingBagConfig(name=f"t_{name}", num_embeddings=card, embedding_dim=args.dim,

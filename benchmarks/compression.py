@@ -8,16 +8,20 @@ quantised (``benchmarks/compression_quant.py``): bytes, AUC change, and pooled l
 second against float32 - recembed's collection forward and plain ``F.embedding_bag`` - with
 PyTorch's own FBGEMM row-wise int8/int4 embedding-bag operators as a rival when present.
 
-Only tables with at least ``--min-rows`` ids are compressed (small tables cost little and
-cannot shrink much); bytes are those of *all* tables, so "achieved" is the real ratio. A
-method that cannot reach a ratio on some table (QR needs about 2 sqrt(n) rows, mixed-dim
-at least one row of width 1 per id) uses its smallest size there, and the row says so.
+A target ratio is for *all* tables together: tables with fewer than ``--min-rows`` ids stay
+whole and use part of the budget, and the others share the rest in proportion to their ids
+(whole rows, so never over it). A table that cannot go as small as its share (QR needs about
+2 sqrt(n) rows) keeps its smallest size and the larger tables shrink more to make up; when
+even that cannot reach the target, the row says "qr floor" and "achieved" shows the real
+ratio. Mixed-dim keeps its own per-table ratio. At 100x the small tables do not fit the
+budget whole: QR reaches it over every table with ``--min-rows 1``.
 
 Usage:
     python benchmarks/compression.py                       # everything, a few minutes on 2 cores
     python benchmarks/compression.py --quick               # a small smoke run
     python benchmarks/compression.py --quant-only          # only the full model and its quantised copies
     python benchmarks/compression.py --quant-only --quick  # the same, small (under a minute)
+    python benchmarks/compression.py --methods qr-mult --ratios 100 --min-rows 1   # 100x over every table
     add --clock cpu on a busy machine (lookups timed by CPU time; --threads 1 keeps that fair)
 Writes benchmarks/results/compression.json (compression_quant.json with --quant-only) and the
 PNG beside it (AUC against bytes).
