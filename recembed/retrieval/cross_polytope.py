@@ -39,15 +39,14 @@ import numba
 import numpy as np
 import torch
 
-from recembed.errors import CheckpointError, ConfigError
-from recembed.retrieval.base import VectorIndex
+from recembed.errors import CheckpointError
 from recembed.retrieval.cross_polytope_kernels import (
     cross_polytope_codes,
     group_by_bucket,
     vote_search,
 )
 from recembed.retrieval.exclusion import Exclusion
-from recembed.retrieval.lsh import quantize_rows
+from recembed.retrieval.hash_index import HashTableIndex
 from recembed.retrieval.params import METRIC_PARAM, Param, int_check
 
 _PROJECTION_BUDGET = 1 << 23  # floats of projected rows held at once (32 MB) while hashing
@@ -88,7 +87,7 @@ def cross_polytope_hash(vectors: torch.Tensor, rotations: torch.Tensor, num_tabl
     return codes
 
 
-class CrossPolytopeLSHIndex(VectorIndex):
+class CrossPolytopeLSHIndex(HashTableIndex):
     """Multi-probe cross-polytope LSH; rows found in enough tables are re-ranked exactly.
 
     Args:
@@ -158,31 +157,12 @@ class CrossPolytopeLSHIndex(VectorIndex):
         self._clear()
 
     def _clear(self) -> None:
-        self._vectors = torch.empty(0, 0)
-        self._pending: list[torch.Tensor] = []
+        self._clear_vectors()  # self._tables holds (table_rows, bucket_offsets)
         self._rotations: Optional[torch.Tensor] = None  # (D, num_tables * projected_dim)
-        self._tables: Optional[tuple[np.ndarray, np.ndarray]] = None  # (table_rows, bucket_offsets)
-        self._quantized: Optional[tuple[np.ndarray, np.ndarray]] = None
-        self._last_candidates: Optional[torch.Tensor] = None
-
-    @property
-    def last_candidates(self) -> Optional[torch.Tensor]:
-        """``(Q,)`` int64: rows scored per query in the last search (cost diagnostics)."""
-        return self._last_candidates
-
-    def _add(self, vectors: torch.Tensor) -> None:
-        if len(self) + vectors.shape[0] > np.iinfo(np.int32).max:
-            raise ConfigError(f"CrossPolytopeLSHIndex holds at most {np.iinfo(np.int32).max} vectors (int32 rows)")
-        self._pending.append(vectors)
-        self._tables = None
-        self._quantized = None
 
     def _ready(self) -> tuple[np.ndarray, np.ndarray]:
         """Join pending vectors and (re)build the tables if anything was added."""
-        if self._pending:
-            parts = ([self._vectors] if self._vectors.numel() else []) + self._pending
-            self._vectors = parts[0] if len(parts) == 1 else torch.cat(parts)
-            self._pending = []
+        self._join_pending()
         if self._tables is None:
             num_rows, dim = self._vectors.shape
             if self._rotations is None:
@@ -198,29 +178,18 @@ class CrossPolytopeLSHIndex(VectorIndex):
         table_rows, offsets = self._ready()
         assert self._rotations is not None
         num_queries = queries.shape[0]
-        rerank = max(self.rerank, k) if self.rerank else 0
-        if rerank and self._quantized is None:
-            self._quantized = quantize_rows(self._vectors)
-        codes, code_scales = self._quantized if rerank else (np.empty((0, 0), np.int8), np.empty(0, np.float32))
-        if exclusion is None:
-            exclude_offsets, exclude_rows = np.zeros(num_queries + 1, np.int64), np.empty(0, np.int64)
-        else:
-            exclude_offsets, exclude_rows = exclusion.offsets, exclusion.rows
-        scores = np.empty((num_queries, k), dtype=np.float32)
-        out_rows = np.empty((num_queries, k), dtype=np.int64)
-        candidates = np.zeros(num_queries, dtype=np.int64)
+        b = self._buffers(num_queries, k, exclusion)
         # Queries are projected in batches so the (batch, L * P) projections stay small.
         batch = max(4 * numba.get_num_threads(), _PROJECTION_BUDGET // self._rotations.shape[1])
         vectors_np, queries_np = self._vectors.numpy(), queries.numpy()
         for start in range(0, num_queries, batch):
             projected = (queries[start : start + batch] @ self._rotations).numpy()
             vote_search(
-                projected, start, queries_np, vectors_np, codes, code_scales, table_rows, offsets, self.num_probes,
-                self.min_votes, self.max_candidates, k, rerank, min(projected.shape[0], 4 * numba.get_num_threads()),
-                exclude_offsets, exclude_rows, scores, out_rows, candidates,
+                projected, start, queries_np, vectors_np, b.codes, b.code_scales, table_rows, offsets, self.num_probes,
+                self.min_votes, self.max_candidates, k, b.rerank, min(projected.shape[0], 4 * numba.get_num_threads()),
+                b.exclude_offsets, b.exclude_rows, b.scores, b.rows, b.candidates,
             )  # fmt: skip
-        self._last_candidates = torch.from_numpy(candidates)
-        return scores, out_rows
+        return self._finish(b)
 
     def _state(self) -> dict[str, np.ndarray]:
         if len(self) == 0:
@@ -244,10 +213,7 @@ class CrossPolytopeLSHIndex(VectorIndex):
             "table_rows": (self.num_tables, count),
             "bucket_offsets": (self.num_tables, 2 * self.projected_dim + 1),
         }
-        for name, shape in expected.items():
-            if name not in state or state[name].shape != shape:
-                found = state[name].shape if name in state else "missing"
-                raise CheckpointError(f"{path}: cross-polytope LSH array {name!r} should have shape {shape}, found {found}")
+        self._check_shapes(state, expected, path, "cross-polytope LSH")
         offsets = np.ascontiguousarray(state["bucket_offsets"], dtype=np.int32)
         if (offsets[:, 0] != 0).any() or (offsets[:, -1] != count).any() or (np.diff(offsets, axis=1) < 0).any():
             raise CheckpointError(f"{path}: cross-polytope LSH 'bucket_offsets' are not 0..{count} ascending per table")

@@ -225,7 +225,7 @@ def vote_search(
     Args:
         projections: ``(B, L * P)`` float32 projected queries ``first_query .. first_query + B - 1``.
         queries: ``(Q, D)`` float32, all queries; vectors: ``(N, D)`` float32 rows.
-        codes, code_scales: int8 copy of ``vectors`` (see :func:`lsh.quantize_rows`),
+        codes, code_scales: int8 copy of ``vectors`` (see :func:`hash_index.quantize_rows`),
             read only when ``rerank > 0``.
         table_rows, bucket_offsets: the tables (module docstring).
         num_probes: buckets per table per query; min_votes, max_candidates: the vote

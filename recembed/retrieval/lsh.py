@@ -29,31 +29,14 @@ import numba
 import numpy as np
 import torch
 
-from recembed.errors import CheckpointError, ConfigError
-from recembed.retrieval.base import VectorIndex
+from recembed.errors import CheckpointError
 from recembed.retrieval.exclusion import Exclusion
+from recembed.retrieval.hash_index import HashTableIndex
 from recembed.retrieval.lsh_kernels import build_tables, lsh_search, pack_sign_bits
 from recembed.retrieval.params import METRIC_PARAM, Param, int_check
 
 _MAX_BITS = 30  # codes are int32
 _HASH_CHUNK = 65536  # rows hashed per matmul while building
-
-
-def quantize_rows(vectors: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """``(codes, scales)``: ``(N, D)`` int8 and ``(N,)`` float32 with ``vectors ~= codes * scales[:, None]``.
-
-    Symmetric per-row scaling (the row's largest magnitude maps to 127), so a row's error
-    is at most ``scale / 2`` per coordinate whatever the other rows' norms.
-    """
-    num_rows, dim = vectors.shape
-    codes = np.empty((num_rows, dim), dtype=np.int8)
-    scales = np.empty(num_rows, dtype=np.float32)
-    for start in range(0, num_rows, _HASH_CHUNK):
-        block = vectors[start : start + _HASH_CHUNK]
-        scale = block.abs().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny) / 127.0
-        codes[start : start + block.shape[0]] = torch.round(block / scale[:, None]).to(torch.int8).numpy()
-        scales[start : start + block.shape[0]] = scale.numpy()
-    return codes, scales
 
 
 def hash_codes(vectors: torch.Tensor, planes: torch.Tensor, num_tables: int, num_bits: int) -> np.ndarray:
@@ -98,7 +81,7 @@ def _optional_bits(owner: str, name: str, value: Any) -> Optional[int]:
     return None if value is None else int_check(1, _MAX_BITS)(owner, name, value)
 
 
-class LSHIndex(VectorIndex):
+class LSHIndex(HashTableIndex):
     """Multi-probe random-hyperplane LSH with exact re-ranking of the candidates.
 
     Args:
@@ -154,38 +137,19 @@ class LSHIndex(VectorIndex):
         self._clear()
 
     def _clear(self) -> None:
-        self._vectors = torch.empty(0, 0)
-        self._pending: list[torch.Tensor] = []
+        self._clear_vectors()
         self._planes: Optional[torch.Tensor] = None  # (num_tables * bits, D), made with the tables
-        self._tables: Optional[tuple[np.ndarray, np.ndarray]] = None
-        self._quantized: Optional[tuple[np.ndarray, np.ndarray]] = None  # int8 copy, made at first need
         self._bits = 0
         self._prefix_bits = 0
-        self._last_candidates: Optional[torch.Tensor] = None
-
-    @property
-    def last_candidates(self) -> Optional[torch.Tensor]:
-        """``(Q,)`` int64: distinct vectors scored per query in the last search (cost diagnostics)."""
-        return self._last_candidates
 
     @property
     def code_bits(self) -> int:
         """Bits per code of the current tables (``num_bits``, or its automatic value); 0 before any search."""
         return self._bits
 
-    def _add(self, vectors: torch.Tensor) -> None:
-        if len(self) + vectors.shape[0] > np.iinfo(np.int32).max:
-            raise ConfigError(f"LSHIndex holds at most {np.iinfo(np.int32).max} vectors (int32 rows)")
-        self._pending.append(vectors)
-        self._tables = None
-        self._quantized = None
-
     def _ready(self) -> tuple[np.ndarray, np.ndarray]:
         """Join pending vectors and (re)build the tables if anything was added."""
-        if self._pending:
-            parts = ([self._vectors] if self._vectors.numel() else []) + self._pending
-            self._vectors = parts[0] if len(parts) == 1 else torch.cat(parts)
-            self._pending = []
+        self._join_pending()
         if self._tables is None:
             num_rows, dim = self._vectors.shape
             bits = self.num_bits if self.num_bits is not None else auto_num_bits(num_rows)
@@ -202,25 +166,14 @@ class LSHIndex(VectorIndex):
         entries, offsets = self._ready()
         assert self._planes is not None
         num_queries = queries.shape[0]
-        rerank = max(self.rerank, k) if self.rerank else 0
-        if rerank and self._quantized is None:
-            self._quantized = quantize_rows(self._vectors)
-        codes, code_scales = self._quantized if rerank else (np.empty((0, 0), np.int8), np.empty(0, np.float32))
-        if exclusion is None:
-            exclude_offsets, exclude_rows = np.zeros(num_queries + 1, np.int64), np.empty(0, np.int64)
-        else:
-            exclude_offsets, exclude_rows = exclusion.offsets, exclusion.rows
-        scores = np.empty((num_queries, k), dtype=np.float32)
-        out_rows = np.empty((num_queries, k), dtype=np.int64)
-        candidates = np.zeros(num_queries, dtype=np.int64)
+        b = self._buffers(num_queries, k, exclusion)
         if num_queries:
             lsh_search(
-                queries.numpy(), self._planes.numpy(), self._vectors.numpy(), codes, code_scales, entries, offsets,
-                self._bits, self._prefix_bits, self.num_probes, k, rerank, min(num_queries, 4 * numba.get_num_threads()),
-                exclude_offsets, exclude_rows, scores, out_rows, candidates,
+                queries.numpy(), self._planes.numpy(), self._vectors.numpy(), b.codes, b.code_scales, entries, offsets,
+                self._bits, self._prefix_bits, self.num_probes, k, b.rerank, min(num_queries, 4 * numba.get_num_threads()),
+                b.exclude_offsets, b.exclude_rows, b.scores, b.rows, b.candidates,
             )  # fmt: skip
-        self._last_candidates = torch.from_numpy(candidates)
-        return scores, out_rows
+        return self._finish(b)
 
     def _state(self) -> dict[str, np.ndarray]:
         if len(self) == 0:
@@ -245,10 +198,7 @@ class LSHIndex(VectorIndex):
             "entries": (self.num_tables, count),
             "prefix_offsets": (self.num_tables, (1 << prefix_bits_for(count, bits)) + 1),
         }
-        for name, shape in expected.items():
-            if name not in state or state[name].shape != shape:
-                found = state[name].shape if name in state else "missing"
-                raise CheckpointError(f"{path}: LSH array {name!r} should have shape {shape}, found {found}")
+        self._check_shapes(state, expected, path, "LSH")
         self._vectors = torch.from_numpy(np.ascontiguousarray(state["vectors"], dtype=np.float32))
         self._planes = torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float32))
         self._bits = bits

@@ -6,7 +6,8 @@ import torch
 
 from recembed.retrieval import ExactIndex, LSHIndex, recall_at_k
 from recembed.errors import ConfigError
-from recembed.retrieval.lsh import quantize_rows, sort_tables
+from recembed.retrieval.hash_index import quantize_rows
+from recembed.retrieval.lsh import sort_tables
 from recembed.retrieval.lsh_kernels import probe_rank_masks
 
 from .conftest import brute_force, gaussian_mixture
