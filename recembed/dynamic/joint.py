@@ -35,7 +35,6 @@ from recembed.tables.table_dict import TableDict
 
 if TYPE_CHECKING:
     from recembed.dynamic.table import DynamicEmbeddingTable
-    from recembed.tables.collection import FeatureSlice
 
 __all__ = ["JointRows", "joint_lookup"]
 
@@ -53,17 +52,19 @@ class JointRows:
         self.names = names
         self.dims = [c.embedding_dim for c in configs]
 
-    def __call__(self, rows: Sequence[torch.Tensor], pieces: Sequence[FeatureSlice]) -> list[torch.Tensor]:
-        """Pool ``rows[k]`` (already mapped) with ``pieces[k]``'s offsets and weights; one ``(B, dim_k)`` per table."""
-        lengths = torch.cat([p.offsets[1:] - p.offsets[:-1] for p in pieces])
-        weights = None if pieces[0].weights is None else torch.cat([p.weights for p in pieces])
-        features = KeyedJaggedTensor(self.names, torch.cat(list(rows)), lengths=lengths, weights=weights,
-                                     stride=pieces[0].offsets.numel() - 1)
+    def __call__(self, rows: Sequence[torch.Tensor], offsets: Sequence[torch.Tensor],
+                 weights: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
+        """Pool ``rows[k]`` (already mapped) in the bags ``offsets[k]`` ``(B + 1,)`` with ``weights[k]``
+        (all None or none); one ``(B, dim_k)`` per table."""
+        lengths = torch.cat([o[1:] - o[:-1] for o in offsets])
+        joined_weights = None if weights[0] is None else torch.cat(list(weights))
+        features = KeyedJaggedTensor(self.names, torch.cat(list(rows)), lengths=lengths, weights=joined_weights,
+                                     stride=offsets[0].numel() - 1)
         out, _ = self.group(features)
         return list(torch.split(out, self.dims, dim=1))
 
 
-def _joinable(tables: Sequence[DynamicEmbeddingTable], pieces: Sequence[FeatureSlice]) -> bool:
+def _joinable(tables: Sequence[DynamicEmbeddingTable], weights: Sequence[torch.Tensor | None]) -> bool:
     """One joint call fits: two or more distinct tables, each with a fused optimizer, all on one
     device, and per-sample weights on every feature or on none."""
     if len(tables) < 2 or len({id(t) for t in tables}) != len(tables):
@@ -72,18 +73,18 @@ def _joinable(tables: Sequence[DynamicEmbeddingTable], pieces: Sequence[FeatureS
         return False
     if len({t.rows_weight().device for t in tables}) != 1:
         return False
-    return len({p.weights is None for p in pieces}) == 1
+    return len({w is None for w in weights}) == 1
 
 
 def joint_lookup(tables: Sequence[DynamicEmbeddingTable], rows: Sequence[torch.Tensor],
-                 pieces: Sequence[FeatureSlice]) -> list[torch.Tensor] | None:
+                 offsets: Sequence[torch.Tensor], weights: Sequence[torch.Tensor | None]) -> list[torch.Tensor] | None:
     """``tables``' bags pooled in one fused call, or None when they cannot share one (the caller
     then looks them up one by one). The group is kept on the first table for the next batch."""
-    if not _joinable(tables, pieces):
+    if not _joinable(tables, weights):
         return None
     key = tuple(id(t) for t in tables)
     cached = tables[0].__dict__.get("_joint_rows")
     if cached is None or cached[0] != key:
         cached = (key, JointRows(tables))
         tables[0].__dict__["_joint_rows"] = cached  # not a submodule: it owns no state of its own
-    return cached[1](rows, pieces)
+    return cached[1](rows, offsets, weights)

@@ -267,23 +267,25 @@ class DynamicEmbeddingTable(ConfiguredTable):
 
         tables = [table for table, _ in items]
         pieces = [piece for _, piece in items]
+        weights = [piece.weights for piece in pieces]
         rows = map_ids_many(tables, [piece.ids for piece in pieces], [piece.name for piece in pieces])
-        for table, piece, r in zip(tables, pieces, rows):
-            if piece.weights is not None and table.config.pooling is PoolingType.MAX:
-                raise ConfigError(f"table '{table.config.name}': per-sample weights need SUM or MEAN pooling, not MAX")
-            table._checked_offsets(piece.offsets, r.numel(), piece.name)
-        joint = joint_lookup(tables, rows, pieces)  # one fused call for all of them, when they allow it
+        offsets = [t._checked_bags(r, p.offsets, p.weights, p.name) for t, p, r in zip(tables, pieces, rows)]
+        joint = joint_lookup(tables, rows, offsets, weights)  # one fused call for all of them, when they allow it
         if joint is not None:
             return joint
-        return [table.lookup_rows(r, piece.offsets, piece.weights, feature=piece.name)
-                for table, piece, r in zip(tables, pieces, rows)]
+        return [t._pool(r, o, w) for t, r, o, w in zip(tables, rows, offsets, weights)]
 
     def lookup_rows(self, rows: torch.Tensor, offsets: torch.Tensor, per_sample_weights: torch.Tensor | None = None,
                     feature: str | None = None) -> torch.Tensor:
         """``lookup`` for ids already mapped by ``map_ids`` / ``map_ids_many``: rows ``(N,)`` -> ``(B, dim)``."""
-        if per_sample_weights is not None and self.config.pooling is PoolingType.MAX:
+        return self._pool(rows, self._checked_bags(rows, offsets, per_sample_weights, feature), per_sample_weights)
+
+    def _checked_bags(self, rows: torch.Tensor, offsets: torch.Tensor, weights: torch.Tensor | None,
+                      feature: str | None) -> torch.Tensor:
+        """``offsets`` as int64 ``(B + 1,)`` after checking them against ``rows`` and ``weights`` against the pooling."""
+        if weights is not None and self.config.pooling is PoolingType.MAX:
             raise ConfigError(f"table '{self.config.name}': per-sample weights need SUM or MEAN pooling, not MAX")
-        return self._pool(rows, self._checked_offsets(offsets, rows.numel(), feature), per_sample_weights)
+        return self._checked_offsets(offsets, rows.numel(), feature)
 
     def _checked_offsets(self, offsets: torch.Tensor, n: int, feature: str | None) -> torch.Tensor:
         offsets = torch.as_tensor(offsets, dtype=torch.int64)

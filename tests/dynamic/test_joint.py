@@ -79,6 +79,6 @@ def test_tables_without_a_fused_optimizer_are_looked_up_one_by_one():
     out = collection(kjt).values()
     assert out.shape == (4, 3 + 4 + 5)
     tables = [collection.embedding_bags[f"t{k}"] for k in range(3)]
-    pieces = [type("Piece", (), {"weights": None})() for _ in tables]
-    assert joint_lookup(tables, [torch.zeros(0, dtype=torch.int64)] * 3, pieces) is None
+    empty = [torch.zeros(0, dtype=torch.int64)] * 3
+    assert joint_lookup(tables, empty, [torch.zeros(1, dtype=torch.int64)] * 3, [None] * 3) is None
     assert "_joint_rows" not in tables[0].__dict__
