@@ -16,12 +16,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from recembed.kernels.prefetch import prefetch, prefetch_flat
-from recembed.retrieval.lsh_kernels import _dot_f32, _dot_int8, _take_best, _topk_offer
+from recembed.retrieval.lsh_kernels import _take_best, score_candidates
 
 _MAX_VOTES = 255  # uint8 counters saturate here
-_VOTE_AHEAD = 16  # bucket entries whose counter is prefetched ahead of its increment
-_ROW_AHEAD = 8  # candidates whose int8 row is prefetched ahead of its scoring
 
 
 @njit(cache=True, parallel=True)
@@ -189,27 +186,9 @@ def _vote_block(
                             candidates[count] = row
                             count += 1
         seen[:] = 0
-        # 4. Score: an int8 first pass keeps the best ``rerank``, which alone are scored
-        # in float32 (as in :mod:`lsh_kernels`); few candidates go straight to float32.
-        best_scores[:] = -np.inf
-        best_rows[:] = -1
-        if rerank > 0 and count > rerank:
-            short_scores[:] = -np.inf
-            short_rows[:] = -1
-            for i in range(count):
-                if i + _ROW_AHEAD < count:  # random rows: overlap their cache misses
-                    prefetch(codes, candidates[i + _ROW_AHEAD], 0)
-                    prefetch_flat(code_scales, candidates[i + _ROW_AHEAD])
-                row = candidates[i]
-                _topk_offer(short_scores, short_rows, _dot_int8(codes, code_scales, row, query), row)
-            for i in range(rerank):
-                row = short_rows[i]
-                if row >= 0:
-                    _topk_offer(best_scores, best_rows, _dot_f32(vectors, row, query), row)
-        else:
-            for i in range(count):
-                row = candidates[i]
-                _topk_offer(best_scores, best_rows, _dot_f32(vectors, row, query), row)
+        # 4. Score: an int8 first pass keeps the best ``rerank``, which alone are scored in float32.
+        score_candidates(candidates, count, query, vectors, codes, code_scales, rerank, short_scores, short_rows,
+                         best_scores, best_rows)
         _take_best(best_scores, best_rows, out_scores[qi], out_rows[qi])
         out_candidates[qi] = count
 

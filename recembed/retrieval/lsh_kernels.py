@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from recembed.kernels.prefetch import prefetch, prefetch_flat
+
 
 @njit(cache=True, inline="always")
 def _first_entry(entries, lo: int, hi: int, key: int) -> int:
@@ -120,6 +122,7 @@ def _heap_pop(keys, items, size):
     return key, item, size
 
 
+_ROW_AHEAD = 8  # candidates whose int8 row is prefetched ahead of its scoring
 _TOP_SHIFT = 32  # a probe-heap item packs a rank bitmask (< 2**30) and its largest rank
 
 
@@ -203,6 +206,37 @@ def _take_best(heap_scores, heap_rows, out_scores, out_rows):
         heap_scores[0] = heap_scores[slot]
         heap_rows[0] = heap_rows[slot]
         _sift_down(heap_scores, heap_rows, 0, slot)
+
+
+@njit(inline="always")
+def score_candidates(candidates, count, query, vectors, codes, code_scales, rerank, short_scores, short_rows,
+                     best_scores, best_rows):
+    """Score ``candidates[:count]`` into the size-k min-heap ``best_scores`` / ``best_rows``.
+
+    Many candidates: a first pass over the int8 copy (one cache line per row instead of
+    four, ~3x faster on rows that miss the cache; rows prefetched a few candidates ahead)
+    keeps a short list of ``rerank`` in ``short_*``, which alone is scored in float32. Few
+    candidates (or ``rerank == 0``): all of them in float32.
+    """
+    best_scores[:] = -np.inf
+    best_rows[:] = -1
+    if rerank > 0 and count > rerank:
+        short_scores[:] = -np.inf
+        short_rows[:] = -1
+        for i in range(count):
+            if i + _ROW_AHEAD < count:  # random rows: overlap their cache misses
+                prefetch(codes, candidates[i + _ROW_AHEAD], 0)
+                prefetch_flat(code_scales, candidates[i + _ROW_AHEAD])
+            row = candidates[i]
+            _topk_offer(short_scores, short_rows, _dot_int8(codes, code_scales, row, query), row)
+        for i in range(rerank):
+            row = short_rows[i]
+            if row >= 0:
+                _topk_offer(best_scores, best_rows, _dot_f32(vectors, row, query), row)
+    else:
+        for i in range(count):
+            row = candidates[i]
+            _topk_offer(best_scores, best_rows, _dot_f32(vectors, row, query), row)
 
 
 @njit(cache=True, fastmath=True)
@@ -299,22 +333,8 @@ def _search_block(
         # over the int8 copy (one cache line per row instead of four, ~3x faster on rows
         # that miss the cache) keeps a short list of ``rerank``, which alone is scored in
         # float32; few candidates: all of them in float32.
-        best_scores[:] = -np.inf
-        best_rows[:] = -1
-        if rerank > 0 and count > rerank:
-            short_scores[:] = -np.inf
-            short_rows[:] = -1
-            for i in range(count):
-                row = candidates[i]
-                _topk_offer(short_scores, short_rows, _dot_int8(codes, code_scales, row, query), row)
-            for i in range(rerank):
-                row = short_rows[i]
-                if row >= 0:
-                    _topk_offer(best_scores, best_rows, _dot_f32(vectors, row, query), row)
-        else:
-            for i in range(count):
-                row = candidates[i]
-                _topk_offer(best_scores, best_rows, _dot_f32(vectors, row, query), row)
+        score_candidates(candidates, count, query, vectors, codes, code_scales, rerank, short_scores, short_rows,
+                         best_scores, best_rows)
         # 5. Pop the heap from the back: best first.
         _take_best(best_scores, best_rows, out_scores[qi], out_rows[qi])
         out_candidates[qi] = count
