@@ -261,8 +261,8 @@ class DynamicEmbeddingTable(ConfiguredTable):
         rows of distinct tables with fused optimizers are pooled in one fused call
         (:mod:`recembed.dynamic.joint`).
         """
-        from recembed.dynamic.joint import joint_lookup  # both build on this module
-        from recembed.dynamic.parallel import map_ids_many
+        from recembed.dynamic.joint import joint_lookup
+        from recembed.dynamic.parallel import map_ids_many  # parallel builds on this module
 
         tables = [table for table, _ in items]
         pieces = [piece for _, piece in items]
