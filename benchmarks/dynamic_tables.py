@@ -166,7 +166,7 @@ def _step_comparison(args, stream: str) -> dict:
         parallel.map_ids_many = map_many.fn
     med = {k: 1000 * statistics.median(r[k] for r in rows) for k in rows[0]}
     out["ms"] = med
-    # Means carry the occasional costly batch (an LRU queue compaction, every few dozen batches).
+    # Means carry the occasional costly batch (an LRU victim-pool refill, or a slow moment of the machine).
     out["mean_ms"] = {k: 1000 * statistics.mean(r[k] for r in rows) for k in rows[0]}
     out["mapping_share_per_batch"] = statistics.median(r["mapping"] / r["plain"] for r in rows)
     out["per_batch_ms"] = [{k: 1000 * v for k, v in r.items()} for r in rows]
@@ -306,7 +306,7 @@ def main() -> None:
     parser.add_argument("--optimizer", default="adagrad")
     parser.add_argument("--steps", type=int, default=10, help="timed batches in part 2")
     parser.add_argument("--step-batches", type=int, default=60,
-                        help="timed batches per stream in part 1 (enough to include LRU queue compactions)")
+                        help="timed batches per stream in part 1 (enough to include LRU victim-pool refills)")
     parser.add_argument("--warm", type=int, default=5, help="drifting stream: batches after the maps are full")
     parser.add_argument("--warm-standard", type=int, default=300,
                         help="standard stream: batches the maps see before timing (a run's first minutes)")

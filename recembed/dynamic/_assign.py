@@ -1,13 +1,14 @@
 """numba passes over one batch of ids: find rows, admit new ids, evict and expire.
 
 ``assign_rows`` is the training pass. Its cost is memory latency, not arithmetic: the id
-map, the row metadata and the LRU queue are tens of megabytes, so nearly every access
-misses the caches. Each stage is therefore its own loop whose next addresses are known a
-few iterations ahead (the ids' hashes, the queue entries, the victims' ids) and prefetched,
-so many misses overlap instead of following one another.
+map and the row metadata are tens of megabytes, so nearly every access misses the
+caches. Each stage is therefore its own loop whose next addresses are known a few
+iterations ahead (the ids' hashes, the rows found, the pool entries, the victims' ids)
+and prefetched, so many misses overlap instead of following one another.
 
-1. **Find and touch**, per occurrence in batch order: a live id's row gets last step =
-   now, count += 1, and on its first touch in the step a new stamp. A row unseen for more
+1. **Find and touch**, per occurrence in batch order (one pass probes the map, a second
+   touches the rows found): a live id's row gets last step = now, count += 1, and on its
+   first touch in the step a new stamp. A row unseen for more
    than ``ttl`` steps is expired here: its id leaves the map, the row returns to the free
    list, and the id counts as new.
 2. **Distinct new ids** in order of first appearance, with their occurrences (a small
@@ -15,13 +16,14 @@ so many misses overlap instead of following one another.
 3. **Admit**: each new id adds its occurrences to its admission counter (exact or
    count-min); an id whose count reaches ``min_count`` takes a row: a free row, else an
    expired one, else the LRU / LFU victim. Rows touched in this step are never victims,
-   so every row this batch reads stays with its id. LRU and TTL victims are read from the
-   stamp-ordered queue in blocks (:func:`._queue.queue_collect`), LFU victims from the lazy
-   heap (:mod:`._heap`).
+   so every row this batch reads stays with its id. LRU and TTL victims are read in blocks
+   from the stamp-ordered victim pool (:func:`._pool.pool_collect`), LFU victims from the
+   lazy heap (:mod:`._heap`).
 4. **Scatter**: every occurrence of a new id gets its row, or the default row.
 
 The result is exactly that of handling the ids one at a time in batch order (the tests
-hold it to a plain-Python reference). Scalars live in ``scal``.
+hold it to a plain-Python reference). Scalars live in ``scal``; ``target`` is the victim
+pool's refill size (:func:`._pool.pool_target`).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from recembed.dynamic._heap import (
     heap_victim,
     row_key,
 )
-from recembed.dynamic._queue import fetch_meta, queue_collect, queue_push
+from recembed.dynamic._pool import fetch_meta, pool_collect
 from recembed.kernels.prefetch import prefetch
 
 __all__ = [
@@ -65,8 +67,8 @@ __all__ = [
     "NFREE",
     "NONE",
     "PENDING",
-    "Q_HEAD",
-    "Q_TAIL",
+    "POOL_HEAD",
+    "POOL_SIZE",
     "STAMPS",
     "assign_rows",
     "find_rows",
@@ -75,11 +77,11 @@ __all__ = [
 ]
 
 #: Slots of the ``scal`` int64 array.
-NFREE, Q_HEAD, Q_TAIL, HEAP, PENDING, LIVE, STAMPS = 0, 1, 2, 3, 4, 5, 6
+NFREE, POOL_HEAD, POOL_SIZE, HEAP, PENDING, LIVE, STAMPS = 0, 1, 2, 3, 4, 5, 6
 NONE, LRU, LFU = 0, 1, 2
 EXACT, COUNT_MIN = 0, 1
-_AHEAD = 16  # loop iterations between a prefetch and the use of what it loads
-_VICTIM_BLOCK = 4096  # LRU / TTL victims read from the queue at a time
+_AHEAD = 32  # loop iterations between a prefetch and the use of what it loads
+_VICTIM_BLOCK = 4096  # LRU / TTL victims read from the pool at a time
 
 
 @numba.njit(inline="always")
@@ -108,15 +110,10 @@ def _release(slots, smask, meta, scal, row):
 
 
 @numba.njit(inline="always")
-def _stamp(meta, scal, queue, use_queue, row):
-    """Give ``row`` the next stamp (and queue it for LRU / TTL); True when the queue was compacted."""
+def _stamp(meta, scal, row):
+    """Give ``row`` the next stamp: it is now the most recently used row."""
     scal[STAMPS] += 1
     meta[row, STAMP] = scal[STAMPS]
-    if not use_queue:
-        return False
-    tail = scal[Q_TAIL]
-    scal[Q_HEAD], scal[Q_TAIL] = queue_push(queue, scal[Q_HEAD], tail, meta, row, scal[STAMPS])
-    return scal[Q_TAIL] != tail + 1
 
 
 @numba.njit
@@ -159,10 +156,14 @@ def _distinct(ids, inverse):
 
 
 @numba.njit
-def _find_and_touch(ids, pad_id, has_pad, step, ttl, use_queue, slots, smask, meta, free, scal, queue, out, miss):
+def _find_and_touch(ids, pad_id, has_pad, step, ttl, slots, smask, meta, free, scal, out, miss):
     """Stages 1-2: rows of live ids into ``out``, touched; positions of the other ids into ``miss``; returns their count.
 
-    Repeats of an id in the batch find its slot and row in cache, so they are not merged first.
+    Two passes, so that each is a stream of independent misses: the first probes the map for
+    every occurrence (its slots prefetched by hash), the second touches the rows found (their
+    metadata prefetched by row). A row expired in the second pass is freed (``last = -1``), so
+    the id's later occurrences in the batch see it as new, as a probe after the release would.
+    Repeats of an id find its slot and row in cache, so they are not merged first.
     """
     n = ids.shape[0]
     n_miss = 0
@@ -172,28 +173,34 @@ def _find_and_touch(ids, pad_id, has_pad, step, ttl, use_queue, slots, smask, me
     for i in range(n):
         if i + _AHEAD < n:
             prefetch(slots, _slot_of(hashes[i + _AHEAD], smask), 0)
-            near = slots[_slot_of(hashes[i + _AHEAD // 2], smask), 1]
-            if near >= 0:
-                fetch_meta(meta, near)
         key = ids[i]
         if has_pad and key == pad_id:
-            out[i] = meta.shape[0]
+            out[i] = -2
             continue
         s = map_find_hashed(slots, smask, key, hashes[i])
-        if s >= 0:
-            row = slots[s, 1]
+        out[i] = slots[s, 1] if s >= 0 else -1
+    for i in range(n):
+        if i + _AHEAD < n:
+            ahead = out[i + _AHEAD]
+            if ahead >= 0:
+                fetch_meta(meta, ahead)
+        row = out[i]
+        if row == -2:
+            out[i] = meta.shape[0]
+            continue
+        if row >= 0:
             last = meta[row, LAST]
-            if ttl > 0 and step - last > ttl:
-                _release(slots, smask, meta, scal, row)
-                free[scal[NFREE]] = row
-                scal[NFREE] += 1
-            else:
-                out[i] = row
-                meta[row, COUNT] += 1
-                if last != step:
-                    meta[row, LAST] = step
-                    _stamp(meta, scal, queue, use_queue, row)
-                continue
+            if last >= 0:
+                if ttl > 0 and step - last > ttl:
+                    _release(slots, smask, meta, scal, row)
+                    free[scal[NFREE]] = row
+                    scal[NFREE] += 1
+                else:
+                    meta[row, COUNT] += 1
+                    if last != step:
+                        meta[row, LAST] = step
+                        _stamp(meta, scal, row)
+                    continue
         miss[n_miss] = i
         n_miss += 1
     return n_miss
@@ -201,20 +208,20 @@ def _find_and_touch(ids, pad_id, has_pad, step, ttl, use_queue, slots, smask, me
 
 @numba.njit
 def _admit(keys, hashes, occurrences, rows, n_new, step, ttl, min_count, counter_code, eviction,
-           slots, smask, meta, free, scal, queue, heap, cslots, cmask, climit, sketch, salts):
+           slots, smask, meta, free, scal, pool, target, heap, cslots, cmask, climit, sketch, salts):
     """Stage 4: count the ``n_new`` new ids and give rows to those admitted (``rows[u]``, else the default row).
 
     Returns the recycled rows.
     """
     default_row = meta.shape[0]
-    use_queue = eviction == LRU or ttl > 0  # LRU and TTL victims come from the queue
-    expired_only = eviction != LRU
+    use_pool = eviction == LRU or ttl > 0  # LRU and TTL victims come from the pool
+    min_age = 1 if eviction == LRU else ttl + 1  # rows touched this step are never victims
     exact = min_count > 1 and counter_code == EXACT
     block = min(n_new, _VICTIM_BLOCK if min_count == 1 else 256)
     victims = np.empty(block, np.int64)
     where = np.empty(block, np.int64)
     n_victims = used = 0
-    queue_dry = not use_queue
+    pool_dry = not use_pool
     aside = np.empty((0, 4), np.int64)
     n_aside = n_recycled = 0
     recycled = np.empty(n_new, np.int64)
@@ -241,16 +248,17 @@ def _admit(keys, hashes, occurrences, rows, n_new, step, ttl, min_count, counter
             scal[NFREE] -= 1
             row = free[scal[NFREE]]
         else:
-            if used == n_victims and not queue_dry:
-                n_victims, scan_end = queue_collect(queue, scal[Q_HEAD], scal[Q_TAIL], meta, step, ttl,
-                                                    expired_only, min(block, n_new - k), victims, where)
+            if used == n_victims and not pool_dry:
+                n_victims, scan_end, scal[POOL_SIZE] = pool_collect(
+                    pool, scal[POOL_HEAD], scal[POOL_SIZE], meta, step, min_age, target, min(block, n_new - k),
+                    victims, where)
                 used = 0
                 if n_victims == 0:
-                    queue_dry = True  # the queue head is in use now (or not expired): so is every later entry
-                    scal[Q_HEAD] = scan_end
+                    pool_dry = True  # the pool's head is in use now (or not expired): so is every later entry
+                scal[POOL_HEAD] = scan_end
             if used < n_victims:
                 row = victims[used]
-                scal[Q_HEAD] = where[used] + 1  # unused victims stay at and after the head
+                scal[POOL_HEAD] = where[used] + 1  # unused victims stay at and after the head
                 used += 1
             elif eviction == LFU:
                 row, scal[HEAP], aside, n_aside = heap_victim(heap, scal[HEAP], meta, step, aside, n_aside)
@@ -267,8 +275,7 @@ def _admit(keys, hashes, occurrences, rows, n_new, step, ttl, min_count, counter
         meta[row, LAST] = step
         meta[row, COUNT] = count
         scal[LIVE] += 1
-        if _stamp(meta, scal, queue, use_queue, row):
-            n_victims = used = 0  # compacted: the unused victims moved to the front; read them again
+        _stamp(meta, scal, row)
         if eviction == LFU:
             _push_heap(heap, scal, meta, row)
         rows[k] = row
@@ -284,15 +291,13 @@ def _admit(keys, hashes, occurrences, rows, n_new, step, ttl, min_count, counter
 
 @numba.njit(cache=True, nogil=True)
 def assign_rows(ids, out, step, ttl, min_count, counter_code, eviction, pad_id, has_pad,
-                slots, smask, meta, free, scal, queue, heap, cslots, cmask, climit, sketch, salts):
+                slots, smask, meta, free, scal, pool, target, heap, cslots, cmask, climit, sketch, salts):
     """Map ``ids (N,)`` to rows in ``out (N,)``, admitting and evicting; returns the recycled rows.
 
     A recycled row held another id before (it needs fresh values and optimizer state).
     """
-    use_queue = eviction == LRU or ttl > 0
     miss = np.empty(ids.shape[0], np.int64)
-    n_miss = _find_and_touch(ids, pad_id, has_pad, step, ttl, use_queue, slots, smask, meta, free, scal, queue,
-                             out, miss)
+    n_miss = _find_and_touch(ids, pad_id, has_pad, step, ttl, slots, smask, meta, free, scal, out, miss)
     missed = np.empty(n_miss, np.int64)
     for j in range(n_miss):
         missed[j] = ids[miss[j]]
@@ -300,7 +305,7 @@ def assign_rows(ids, out, step, ttl, min_count, counter_code, eviction, pad_id, 
     keys, hashes, occurrences, count = _distinct(missed, inverse)
     rows = np.full(count, -1, np.int64)
     recycled = _admit(keys, hashes, occurrences, rows, count, step, ttl, min_count, counter_code, eviction,
-                      slots, smask, meta, free, scal, queue, heap, cslots, cmask, climit, sketch, salts)
+                      slots, smask, meta, free, scal, pool, target, heap, cslots, cmask, climit, sketch, salts)
     for j in range(n_miss):
         out[miss[j]] = rows[inverse[j]]
     return recycled
@@ -346,7 +351,7 @@ def rebuild_map(slots, smask, meta):
 
 
 @numba.njit(cache=True, nogil=True)
-def place_ids(ids, step, slots, smask, meta, free, scal, queue, use_queue):
+def place_ids(ids, step, slots, smask, meta, free, scal):
     """Empty the table, then give ``ids[k]`` row ``k`` (seen now, count 1, stamped in order).
 
     Returns the free-row count; the caller rebuilds the LFU heap.
@@ -357,15 +362,15 @@ def place_ids(ids, step, slots, smask, meta, free, scal, queue, use_queue):
             meta[r, LAST] = -1
             meta[r, GEN] += 1
     slots[:, 1] = -1
-    scal[Q_HEAD] = 0
-    scal[Q_TAIL] = 0
+    scal[POOL_HEAD] = 0
+    scal[POOL_SIZE] = 0  # the pool's rows were freed: it is empty
     m = ids.shape[0]
     for k in range(m):
         map_insert(slots, smask, ids[k], k)
         meta[k, ID] = ids[k]
         meta[k, LAST] = step
         meta[k, COUNT] = 1
-        _stamp(meta, scal, queue, use_queue, k)
+        _stamp(meta, scal, k)
     nfree = 0
     for r in range(capacity - 1, m - 1, -1):
         free[nfree] = r

@@ -2,7 +2,7 @@
 
 An entry is ``[count, stamp, row, generation]`` (int64), ordered by ``(count, stamp)``: the
 least-used row, ties to the smallest *stamp* (the row touched longest ago; stamps are
-unique, see :mod:`recembed.dynamic._queue`).
+unique, see :mod:`recembed.dynamic._pool`).
 
 Touching a row does not touch the heap. A row's key only grows while one id owns it
 (counts and stamps only go up), so an entry's stored key is a lower bound of the row's true key:

@@ -49,6 +49,7 @@ from recembed.dynamic._heap import (
     SAVED_META_COLUMNS,
     heap_rebuild,
 )
+from recembed.dynamic._pool import pool_target
 from recembed.kernels.host_memory import zeros_array
 
 __all__ = ["IdRowMap"]
@@ -56,7 +57,10 @@ __all__ = ["IdRowMap"]
 _EVICTION = {"none": kernels.NONE, "lru": kernels.LRU, "lfu": kernels.LFU}
 _COUNTER = {"exact": kernels.EXACT, "count_min": kernels.COUNT_MIN}
 #: Arrays a saved map consists of (``IdRowMap.state_arrays``), besides the scalars.
-STATE_KEYS = ("meta", "free_rows", "lru_queue", "lfu_heap", "pending", "sketch")
+STATE_KEYS = ("meta", "free_rows", "lfu_heap", "pending", "sketch")
+#: Arrays older versions saved that are no longer needed (accepted and ignored on load):
+#: the LRU queue's order is the rows' stamp order, which ``meta`` holds.
+LEGACY_STATE_KEYS = ("lru_queue",)
 
 
 class IdRowMap:
@@ -89,9 +93,9 @@ class IdRowMap:
         self.scal[kernels.NFREE] = capacity
         self.slots = zeros_array((map_slot_count(capacity), 2), np.int64)
         self.slots.fill(-1)
-        # Twice the rows: stale entries pile up to about one per live row before a compaction.
-        self.use_queue = eviction == "lru" or bool(ttl)
-        self.lru_queue = zeros_array((2 * capacity + 16 if self.use_queue else 0, 2), np.int64)
+        # LRU / TTL victims: the oldest rows in stamp order, refilled from ``meta`` when used up.
+        self.victim_pool = zeros_array((capacity if eviction == "lru" or ttl else 0, 2), np.int64)
+        self.pool_target = pool_target(capacity)
         self.lfu_heap = zeros_array((2 * capacity + 16 if eviction == "lfu" else 0, 4), np.int64)
         exact = min_count > 1 and counter == "exact"
         self.counter_limit = int(counter_capacity or capacity) if exact else 0
@@ -130,7 +134,8 @@ class IdRowMap:
         recycled = kernels.assign_rows(
             ids, rows, self._step, self.ttl or 0, self.min_count, _COUNTER[self.counter], _EVICTION[self.eviction],
             self.padding_id or 0, self.padding_id is not None, self.slots, self.slots.shape[0] - 1, self.meta,
-            self.free_rows, self.scal, self.lru_queue, self.lfu_heap, self.pending, self.pending.shape[0] - 1,
+            self.free_rows, self.scal, self.victim_pool, self.pool_target, self.lfu_heap, self.pending,
+            self.pending.shape[0] - 1,
             self.counter_limit, self.sketch, self.salts,
         )
         return rows, recycled
@@ -164,8 +169,7 @@ class IdRowMap:
         """Empty the map, then give ``ids[k]`` (distinct, at most ``capacity``) row ``k``; returns rows."""
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         self.scal[kernels.NFREE] = kernels.place_ids(ids, self._step, self.slots, self.slots.shape[0] - 1,
-                                                     self.meta, self.free_rows, self.scal, self.lru_queue,
-                                                     self.use_queue)
+                                                     self.meta, self.free_rows, self.scal)
         self.scal[kernels.LIVE] = ids.shape[0]
         if self.lfu_heap.shape[0]:
             self.scal[kernels.HEAP] = heap_rebuild(self.lfu_heap, self.meta)
@@ -176,8 +180,8 @@ class IdRowMap:
         """Everything needed to continue identically, as int arrays (the id map is rebuilt from ``meta``).
 
         ``meta (capacity, 5)`` holds each row's ``[id, last_step (-1 = free), count, generation,
-        stamp]``; ``stamp`` the last stamp given; ``free_rows`` the free-row stack; ``lru_queue``
-        and ``lfu_heap`` their entries; ``pending`` the exact counters as ``[id, count, last_step]``
+        stamp]``; ``stamp`` the last stamp given; ``free_rows`` the free-row stack; ``lfu_heap``
+        its entries; ``pending`` the exact counters as ``[id, count, last_step]``
         rows sorted by id; ``sketch`` the count-min table.
         """
         s = self.scal
@@ -187,26 +191,28 @@ class IdRowMap:
             "stamp": np.array(s[kernels.STAMPS], np.int64),
             "meta": self.meta[:, :SAVED_META_COLUMNS].copy(),
             "free_rows": self.free_rows[: s[kernels.NFREE]].copy(),
-            "lru_queue": self.lru_queue[s[kernels.Q_HEAD]: s[kernels.Q_TAIL]].copy(),
             "lfu_heap": self.lfu_heap[: s[kernels.HEAP]].copy(),
             "pending": used[np.argsort(used[:, 0], kind="stable")],
             "sketch": self.sketch.copy(),
         }
 
     def load_state_arrays(self, state: dict[str, np.ndarray]) -> None:
-        """Restore :meth:`state_arrays` output (shapes are checked by the caller)."""
+        """Restore :meth:`state_arrays` output (shapes are checked by the caller).
+
+        The victim pool starts empty: it is refilled from ``meta`` when victims are needed,
+        and gives the same victims as the pool that was saved away.
+        """
         self._step = int(state["step"])
         self.meta[:, :SAVED_META_COLUMNS] = state["meta"]
-        nfree, nq, nh = len(state["free_rows"]), len(state["lru_queue"]), len(state["lfu_heap"])
+        nfree, nh = len(state["free_rows"]), len(state["lfu_heap"])
         self.free_rows[:nfree] = state["free_rows"]
-        self.lru_queue[:nq] = state["lru_queue"]
         self.lfu_heap[:nh] = state["lfu_heap"]
         self.sketch[:] = state["sketch"]
         self.pending[:, 1] = 0
         if self.counter_limit:
             counter_load(self.pending, self.pending.shape[0] - 1, np.ascontiguousarray(state["pending"], np.int64))
         live = kernels.rebuild_map(self.slots, self.slots.shape[0] - 1, self.meta)
-        self.scal[:] = [nfree, 0, nq, nh, len(state["pending"]), live, int(state["stamp"])]
+        self.scal[:] = [nfree, 0, 0, nh, len(state["pending"]), live, int(state["stamp"])]
 
     def expected_shapes(self) -> dict[str, tuple[int, ...]]:
         """Fixed shapes of the saved arrays (the others vary up to a bound)."""
@@ -214,8 +220,7 @@ class IdRowMap:
 
     def bounds(self) -> dict[str, int]:
         """Largest row counts of the variable-size saved arrays."""
-        return {"free_rows": self.capacity, "lru_queue": self.lru_queue.shape[0], "lfu_heap": self.lfu_heap.shape[0],
-                "pending": self.counter_limit}
+        return {"free_rows": self.capacity, "lfu_heap": self.lfu_heap.shape[0], "pending": self.counter_limit}
 
     def __repr__(self) -> str:
         return (f"IdRowMap(capacity={self.capacity}, live={int(self.scal[kernels.LIVE])}, step={self._step}, "

@@ -45,7 +45,7 @@ import torch
 
 from recembed.dynamic._heap import GEN
 from recembed.dynamic.fresh import fresh_values, write_fresh_rows, zero_rows
-from recembed.dynamic.id_map import STATE_KEYS, IdRowMap
+from recembed.dynamic.id_map import LEGACY_STATE_KEYS, STATE_KEYS, IdRowMap
 from recembed.dynamic.spec import DefaultRow, DynamicSpec, IdType
 from recembed.errors import (
     ConfigError,
@@ -365,7 +365,7 @@ class DynamicEmbeddingTable(ConfiguredTable):
         super()._load_from_state_dict(rest, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
         needed = ("step", "stamp") + STATE_KEYS
         missing = [head + k for k in needed if k not in mine]
-        unexpected_keys.extend(head + k for k in mine if k not in needed)
+        unexpected_keys.extend(head + k for k in mine if k not in needed and k not in LEGACY_STATE_KEYS)
         if missing:
             missing_keys.extend(missing)
             return
@@ -382,7 +382,7 @@ class DynamicEmbeddingTable(ConfiguredTable):
             if arrays[key].shape != shape:
                 return (f"saved {_MAP_PREFIX}{key} has shape {arrays[key].shape}, expected {shape} "
                         "(same num_embeddings and DynamicSpec needed)")
-        widths = {"free_rows": None, "lru_queue": 2, "lfu_heap": 4, "pending": 3}
+        widths = {"free_rows": None, "lfu_heap": 4, "pending": 3}
         for key, bound in self.id_map.bounds().items():
             a = arrays[key]
             ok = a.ndim == (1 if widths[key] is None else 2) and (a.ndim == 1 or a.shape[1] == widths[key])

@@ -17,7 +17,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["prefetch", "prefetch_flat", "prefetch_flat_l2", "prefetch_row", "prefetch_row_for_write"]
+__all__ = ["prefetch", "prefetch_flat", "prefetch_flat_l2", "prefetch_l2", "prefetch_row", "prefetch_row_for_write"]
 
 
 def _emit_prefetch(context, builder, signature, args, write: int = 0, locality: int = 3):
@@ -69,6 +69,18 @@ def prefetch_flat_l2(typingctx, vector, index):
         return _emit_prefetch(context, builder, signature, args, locality=2)
 
     return types.void(vector, index), codegen
+
+
+@intrinsic
+def prefetch_l2(typingctx, matrix, row, column):
+    """:func:`prefetch` into L2 (see :func:`prefetch_flat_l2` for why that can be faster)."""
+    if not isinstance(matrix, types.Array) or matrix.ndim != 2:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return _emit_prefetch(context, builder, signature, args, locality=2)
+
+    return types.void(matrix, row, column), codegen
 
 
 @intrinsic

@@ -52,8 +52,8 @@ def test_matches_reference_rules_on_random_streams(policy, tiny_buffers):
     for seed in range(3):
         capacity = 5
         m = IdRowMap(capacity, **policy)
-        if tiny_buffers:  # one slot above the live rows: compactions and heap rebuilds happen all the time
-            m.lru_queue = np.zeros((capacity + 1, 2), np.int64) if m.lru_queue.shape[0] else m.lru_queue
+        if tiny_buffers:  # victim pools of a row or two and a heap one slot above the live rows: refills and rebuilds all the time
+            m.pool_target = 1
             m.lfu_heap = np.zeros((capacity + 1, 4), np.int64) if m.lfu_heap.shape[0] else m.lfu_heap
         ref = ReferenceMap(capacity, **policy)
         for batch in _stream(seed, steps=60, universe=14, max_len=9):

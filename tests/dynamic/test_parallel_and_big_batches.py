@@ -62,11 +62,15 @@ def _zipf_batches(seed: int, steps: int, size: int, universe: int) -> list[np.nd
     return [pool[np.minimum(rng.zipf(1.05, size) - 1, universe - 1)] for _ in range(steps)]
 
 
-def test_big_batches_match_an_lru_reference():
+@pytest.mark.parametrize("pool_target", [None, 700])
+def test_big_batches_match_an_lru_reference(pool_target):
     # Over 4,096 new ids a step (a hot Zipf part and fresh random ids), so victims are read
-    # from the queue in several blocks, and the queue is compacted in the middle of a step.
+    # from the pool in several blocks, and the pool is refilled in the middle of a step
+    # (several times with a pool of about 700 rows).
     capacity = 12_000
     m, ref = IdRowMap(capacity), _LruReference(capacity)
+    if pool_target is not None:
+        m.pool_target = pool_target
     rng = np.random.default_rng(3)
     hot = _zipf_batches(0, steps=8, size=12_000, universe=30_000)
     new_per_step = []

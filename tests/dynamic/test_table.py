@@ -183,6 +183,29 @@ def test_save_and_load_mid_stream_continues_identically(spec):
         assert torch.equal(sa[key], sb[key]), key
 
 
+def test_a_state_saved_with_the_old_lru_queue_loads_and_continues_identically():
+    # Versions before the victim pool saved an LRU queue: its order is the rows' stamp order,
+    # which meta holds, so the entry is accepted and ignored.
+    spec = DynamicSpec(eviction="lru", ttl=4)
+    batches = _stream_batches(6, 16)
+    a = _stream_model(0, spec)
+    for kjt in batches[:8]:
+        (a(kjt).values() ** 2).sum().backward()
+    state = a.state_dict()
+    meta = state["embedding_bags.t.id_map.meta"].numpy()
+    live = np.flatnonzero(meta[:, 1] >= 0)
+    order = live[np.argsort(meta[live, 4])]
+    state["embedding_bags.t.id_map.lru_queue"] = torch.from_numpy(np.stack([order, meta[order, 4]], axis=1))
+    b = _stream_model(1, spec)
+    b.load_state_dict(state)  # strict: the legacy key is not reported as unexpected
+    for kjt in batches[8:]:
+        out_a, out_b = a(kjt).values(), b(kjt).values()
+        assert_close(out_a, out_b, rtol=0, atol=0)
+        (out_a ** 2).sum().backward()
+        (out_b ** 2).sum().backward()
+    assert a.embedding_bags["t"].export()[0].tolist() == b.embedding_bags["t"].export()[0].tolist()
+
+
 def test_export_and_load_export_round_trip():
     cfg = EmbeddingBagConfig(name="t", num_embeddings=6, embedding_dim=4, feature_names=["item"],
                              optimizer="adagrad", dynamic=DynamicSpec(eviction="lfu"))
