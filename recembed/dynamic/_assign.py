@@ -55,7 +55,7 @@ from recembed.dynamic._heap import (
     row_key,
 )
 from recembed.dynamic._pool import fetch_meta, pool_collect
-from recembed.kernels.prefetch import prefetch
+from recembed.kernels.prefetch import prefetch, prefetch_l2
 
 __all__ = [
     "COUNT_MIN",
@@ -80,7 +80,7 @@ __all__ = [
 NFREE, POOL_HEAD, POOL_SIZE, HEAP, PENDING, LIVE, STAMPS = 0, 1, 2, 3, 4, 5, 6
 NONE, LRU, LFU = 0, 1, 2
 EXACT, COUNT_MIN = 0, 1
-_AHEAD = 32  # loop iterations between a prefetch and the use of what it loads
+_AHEAD = 64  # loop iterations between a prefetch and the use of what it loads
 _VICTIM_BLOCK = 4096  # LRU / TTL victims read from the pool at a time
 
 
@@ -172,7 +172,7 @@ def _find_and_touch(ids, pad_id, has_pad, step, ttl, slots, smask, meta, free, s
         hashes[i] = key_hash(ids[i])
     for i in range(n):
         if i + _AHEAD < n:
-            prefetch(slots, _slot_of(hashes[i + _AHEAD], smask), 0)
+            prefetch_l2(slots, _slot_of(hashes[i + _AHEAD], smask), 0)
         key = ids[i]
         if has_pad and key == pad_id:
             out[i] = -2
