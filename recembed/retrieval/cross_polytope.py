@@ -16,19 +16,26 @@ truncated, so every coordinate is a unit-norm direction and buckets are even on 
 data. More coordinates (``2 * projected_dim`` buckets) make the hash more selective at
 the price of hashing time. The projection is one dense BLAS matmul, batched over rows
 or queries; the paper's faster pseudo-rotation (sign flips and Hadamard transforms) is
-not implemented, so hashing costs ``D * num_tables * projected_dim`` multiply-adds per
-vector and dominates the build (about 2 minutes for 1M x 64 at the defaults on 2 cores).
+not implemented (with ``D = 64`` padded to 512 it would save only ~2.4x the operations of
+a matmul that runs near BLAS speed), so hashing costs ``D * num_tables * projected_dim``
+multiply-adds per vector and dominates the build (about 3 minutes for 1M x 64 at the
+defaults on 2 busy cores).
 
 Search: a query probes, in every table, the ``num_probes`` buckets whose vertices are
 nearest its projection (its own first). Every row met gets one *vote* per probe that met
-it; rows with at least ``min_votes`` votes (or the most-voted ``max_candidates`` if more
-pass) are scored, on an int8 copy first and the best ``rerank`` again in float32
-(as in :class:`LSHIndex`). Votes follow the collision probability, so they rank rows by
-angle: a near row collects votes in many tables, a far row seldom in two -- the
-collision counting of C2LSH (Gan et al., SIGMOD 2012) over cross-polytope tables. The
-vote pass reads every row of every probed bucket (``num_tables * num_probes * N /
-(2 * projected_dim)`` entries per query on even buckets), which is most of the search
-time; scoring costs about one cache miss per candidate.
+it; rows with at least ``min_votes`` votes (the most-voted ``max_candidates`` if more
+pass) are scored, on an int8 copy first and the best ``rerank`` again in float32 (as in
+:class:`LSHIndex`). Votes follow the collision probability, so they rank rows by angle: a
+near row collects votes in many tables, a far row seldom in two -- the collision counting
+of C2LSH (Gan et al., SIGMOD 2012) over cross-polytope tables. The vote pass reads every
+row of every probed bucket (``num_tables * num_probes * N / (2 * projected_dim)`` entries
+per query on even buckets); scoring costs about one cache miss per candidate.
+
+Where a query's time goes (1M x 64 i.i.d. Gaussian rows, defaults, one thread, load
+1.5-1.8, recall@10 0.92): ~0.49 ms counting votes over ~102k bucket entries, ~0.31 ms
+scoring ~12k candidates, ~0.06 ms choosing buckets, 0.1-0.3 ms projecting the query
+(batched matmul). For a given number of entries read, one probe in more tables beats
+several probes in fewer: a row's own bucket is a better witness than a neighbouring one.
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ from recembed.retrieval.cross_polytope_kernels import (
     vote_search,
 )
 from recembed.retrieval.exclusion import Exclusion
-from recembed.retrieval.hash_index import HashTableIndex
+from recembed.retrieval.hash_index import HashTableIndex, huge_page_copy
 from recembed.retrieval.params import METRIC_PARAM, Param, int_check
 
 _PROJECTION_BUDGET = 1 << 23  # floats of projected rows held at once (32 MB) while hashing
@@ -99,20 +106,19 @@ class CrossPolytopeLSHIndex(HashTableIndex):
             but ``D * num_tables * projected_dim`` multiply-adds to hash each vector).
         num_probes: buckets visited per table per query, nearest vertex first.
         min_votes: probes that must meet a row before it is scored. Lowered for a query
-            whose tables give fewer than ``k`` such rows, raised while more than
-            ``max_candidates`` rows pass.
-        max_candidates: cap on rows scored per query (the most-voted are kept).
+            whose tables give fewer than ``k`` such rows.
+        max_candidates: cap on rows scored per query: if more pass ``min_votes``, the
+            most-voted are kept (rows tied at the cut level in the order met).
         rerank: candidates re-scored in float32 after the int8 first pass (``k`` if
             larger); 0 scores all candidates in float32.
         seed: seed of the rotations; same seed and data, same index.
 
-    Defaults (64 tables x 512 coordinates, 2 probes, 2 votes), measured with
-    benchmarks/retrieval.py on 1M x 64 (1,000 queries, 2 threads, load 1-2): recall@10
-    0.894 at 3.1x exact's queries/s on i.i.d. Gaussian vectors (hyperplane LSH: 0.669 at
-    2.75x), 0.994 at 2.9x on mixture-1.0, 1.000 at 2.1x on mixture-0.5. Faster:
-    ``num_probes=1, min_votes=2`` (random 0.733 at 5.8x, mixture-1.0 0.972 at 5.3x) or
-    ``num_probes=1, min_votes=3`` (mixture-1.0 0.927 at 6.5x; random 0.488). Thorough:
-    ``num_probes=3, min_votes=3`` (random 0.935 at 2.2x).
+    Defaults (104 tables x 512 coordinates, 1 probe, 2 votes) are the setting for data
+    with little structure, measured with benchmarks/retrieval.py on 1M x 64 i.i.d. Gaussian
+    vectors (2,000 queries, 2 threads): recall@10 0.920 at 2.9x exact's queries/s (load
+    0.8-1.9) to 3.8x (load 2.2; exact loses more to load). On clustered data more votes
+    pay: ``min_votes=4`` gave 0.977 at 5.3x on the wide mixture (see the benchmark).
+    More recall: ``num_tables=112`` (0.94), ``num_probes=2, min_votes=3`` (0.97, 2.1x).
     Memory: ``N * num_tables * 4`` bytes of tables (twice that while building),
     ``N * (D + 4)`` of int8 copy and ``D * num_tables * projected_dim * 4`` of rotations,
     beside the ``N * D * 4`` vectors; a search adds ``1.125 * N`` bytes of vote counters
@@ -142,9 +148,9 @@ class CrossPolytopeLSHIndex(HashTableIndex):
         self,
         *,
         metric: str = "cosine",
-        num_tables: int = 64,
+        num_tables: int = 104,
         projected_dim: int = 512,
-        num_probes: int = 2,
+        num_probes: int = 1,
         min_votes: int = 2,
         max_candidates: int = 16384,
         rerank: int = 100,
@@ -182,8 +188,11 @@ class CrossPolytopeLSHIndex(HashTableIndex):
         # Queries are projected in batches so the (batch, L * P) projections stay small.
         batch = max(4 * numba.get_num_threads(), _PROJECTION_BUDGET // self._rotations.shape[1])
         vectors_np, queries_np = self._vectors.numpy(), queries.numpy()
+        # one output buffer for every batch: fresh pages made the matmul 1.3-2x slower
+        buffer = torch.empty(min(batch, num_queries), self._rotations.shape[1])
         for start in range(0, num_queries, batch):
-            projected = (queries[start : start + batch] @ self._rotations).numpy()
+            block = queries[start : start + batch]
+            projected = torch.matmul(block, self._rotations, out=buffer[: block.shape[0]]).numpy()
             vote_search(
                 projected, start, queries_np, vectors_np, b.codes, b.code_scales, table_rows, offsets, self.num_probes,
                 self.min_votes, self.max_candidates, k, b.rerank, min(projected.shape[0], 4 * numba.get_num_threads()),
@@ -220,6 +229,6 @@ class CrossPolytopeLSHIndex(HashTableIndex):
         table_rows = np.ascontiguousarray(state["table_rows"], dtype=np.int32)
         if count and (table_rows.min() < 0 or table_rows.max() >= count):
             raise CheckpointError(f"{path}: cross-polytope LSH 'table_rows' hold rows outside 0..{count - 1}")
-        self._vectors = torch.from_numpy(np.ascontiguousarray(state["vectors"], dtype=np.float32))
+        self._vectors = huge_page_copy(torch.from_numpy(np.asarray(state["vectors"], dtype=np.float32)))
         self._rotations = torch.from_numpy(np.ascontiguousarray(state["rotations"], dtype=np.float32))
         self._tables = (table_rows, offsets)

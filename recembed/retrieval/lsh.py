@@ -31,7 +31,7 @@ import torch
 
 from recembed.errors import CheckpointError
 from recembed.retrieval.exclusion import Exclusion
-from recembed.retrieval.hash_index import HashTableIndex
+from recembed.retrieval.hash_index import HashTableIndex, huge_page_copy
 from recembed.retrieval.lsh_kernels import build_tables, lsh_search, pack_sign_bits
 from recembed.retrieval.params import METRIC_PARAM, Param, int_check
 
@@ -199,7 +199,7 @@ class LSHIndex(HashTableIndex):
             "prefix_offsets": (self.num_tables, (1 << prefix_bits_for(count, bits)) + 1),
         }
         self._check_shapes(state, expected, path, "LSH")
-        self._vectors = torch.from_numpy(np.ascontiguousarray(state["vectors"], dtype=np.float32))
+        self._vectors = huge_page_copy(torch.from_numpy(np.asarray(state["vectors"], dtype=np.float32)))
         self._planes = torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float32))
         self._bits = bits
         self._prefix_bits = prefix_bits_for(count, bits)

@@ -57,6 +57,21 @@ def test_probe_order_is_nearest_vertex_first():
     assert codes[0, 0] == buckets[0]
 
 
+
+def test_one_probe_is_the_own_bucket():
+    # the one-probe shortcut must pick what the general multi-probe loop puts first
+    rng = np.random.default_rng(3)
+    buckets, values = np.empty(3, np.int64), np.empty(3, np.float32)
+    one_bucket, one_value = np.empty(1, np.int64), np.empty(1, np.float32)
+    for _ in range(200):
+        projection = rng.standard_normal(14).astype(np.float32)  # two tables of 7 coordinates
+        for base in (0, 7):
+            assert _probe_buckets(projection, base, 7, 3, buckets, values) == 3
+            assert _probe_buckets(projection, base, 7, 1, one_bucket, one_value) == 1
+            assert (one_bucket[0], one_value[0]) == (buckets[0], values[0])
+    assert _probe_buckets(np.array([0.2, -0.7, 0.7], np.float32), 0, 3, 1, one_bucket, one_value) == 1
+    assert one_bucket[0] == 4  # a tie in magnitude goes to the lower coordinate: -e1
+
 @pytest.mark.parametrize("metric", ["dot", "cosine"])
 def test_every_stored_vector_finds_itself(metric):
     vectors = gaussian_mixture(2000, 16, clusters=20, std=1.0, seed=0)
@@ -104,6 +119,45 @@ def test_votes_rank_candidates_and_the_cap_holds():
     assert index.last_candidates.max() <= 50
     assert 0.6 < capped < recalls[1]
 
+
+
+def _reference_votes(index, queries):
+    """``(Q, N)`` votes per row, recomputed in numpy from the index's rotations and tables."""
+    table_rows, offsets = index._tables
+    width = index.projected_dim
+    projected = (torch.from_numpy(queries) @ index._rotations).numpy()
+    votes = np.zeros((len(queries), len(index)), np.int64)
+    for qi in range(len(queries)):
+        for t in range(index.num_tables):
+            y = projected[qi, t * width : (t + 1) * width]
+            for bucket in np.argsort(-np.concatenate([y, -y]), kind="stable")[: index.num_probes]:
+                votes[qi, table_rows[t, offsets[t, bucket] : offsets[t, bucket + 1]]] += 1
+    return votes
+
+
+def test_the_cap_keeps_the_most_voted_rows():
+    # With rerank=0 and k = max_candidates every candidate is scored and returned, so the
+    # results are the candidate set: all rows above the level where the cap falls, then
+    # rows at that level up to the cap (not a higher threshold that keeps far fewer).
+    vectors = gaussian_mixture(3000, 16, clusters=30, std=1.0, seed=2)
+    queries = gaussian_mixture(6, 16, clusters=30, std=1.0, seed=3)
+    index = CrossPolytopeLSHIndex(num_tables=12, projected_dim=16, num_probes=2, min_votes=2, rerank=0,
+                                  max_candidates=40).build(vectors)
+    _, rows = index.search(queries, 40)
+    votes = _reference_votes(index, queries)
+    assert (index.last_candidates == 40).all()
+    for qi in range(len(queries)):
+        passing = [(votes[qi] >= v).sum() for v in range(votes[qi].max() + 2)]
+        assert passing[2] > 40  # the cap binds for every query here
+        level = next(v for v in range(2, len(passing)) if passing[v] <= 40)
+        found = set(rows[qi].tolist())
+        assert len(found) == 40 and -1 not in found
+        assert set(np.flatnonzero(votes[qi] >= level).tolist()) <= found
+        assert min(votes[qi, list(found)]) == level - 1
+    # uncapped: exactly the rows with at least min_votes votes
+    index.set_params(max_candidates=3000)
+    index.search(queries, 10)
+    np.testing.assert_array_equal(index.last_candidates.numpy(), (votes >= 2).sum(axis=1))
 
 def test_exclusions_and_padding():
     vectors = gaussian_mixture(300, 8, clusters=3, std=0.3, seed=5)
