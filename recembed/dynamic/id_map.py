@@ -199,8 +199,8 @@ class IdRowMap:
     def load_state_arrays(self, state: dict[str, np.ndarray]) -> None:
         """Restore :meth:`state_arrays` output (shapes are checked by the caller).
 
-        The victim pool starts empty: it is refilled from ``meta`` when victims are needed,
-        and gives the same victims as the pool that was saved away.
+        The victim pool is not saved: it starts empty and is refilled from ``meta`` when
+        victims are needed, giving the same victims the saved map would have chosen.
         """
         self._step = int(state["step"])
         self.meta[:, :SAVED_META_COLUMNS] = state["meta"]
