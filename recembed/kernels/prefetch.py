@@ -37,6 +37,11 @@ def _emit_prefetch(context, builder, signature, args, write: int = 0, locality: 
     return context.get_dummy_value()
 
 
+def _emit_prefetch_l2(context, builder, signature, args):
+    """:func:`_emit_prefetch` with temporal locality 2: into L2 (x86 ``prefetcht1``)."""
+    return _emit_prefetch(context, builder, signature, args, locality=2)
+
+
 @intrinsic
 def prefetch(typingctx, matrix, row, column):
     """Hint the CPU to start loading the cache line of ``matrix[row, column]`` (2-D)."""
@@ -64,11 +69,7 @@ def prefetch_flat_l2(typingctx, vector, index):
     """
     if not isinstance(vector, types.Array) or vector.ndim != 1 or not isinstance(index, types.Integer):
         return None
-
-    def codegen(context, builder, signature, args):
-        return _emit_prefetch(context, builder, signature, args, locality=2)
-
-    return types.void(vector, index), codegen
+    return types.void(vector, index), _emit_prefetch_l2
 
 
 @intrinsic
@@ -76,11 +77,7 @@ def prefetch_l2(typingctx, matrix, row, column):
     """:func:`prefetch` into L2 (see :func:`prefetch_flat_l2` for why that can be faster)."""
     if not isinstance(matrix, types.Array) or matrix.ndim != 2:
         return None
-
-    def codegen(context, builder, signature, args):
-        return _emit_prefetch(context, builder, signature, args, locality=2)
-
-    return types.void(matrix, row, column), codegen
+    return types.void(matrix, row, column), _emit_prefetch_l2
 
 
 @intrinsic
